@@ -1,0 +1,158 @@
+//! The `Authenticate` response future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::request::Parts;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::Authenticator;
+use super::layer::Shared;
+use super::service::{Verdict, add_cache_private};
+use crate::response::Responder;
+
+pin_project! {
+    /// The response future of [`Authenticate`](super::Authenticate).
+    pub struct ResponseFuture<S, A, R, ReqBody, ResBody>
+    where
+        S: Service<Request<ReqBody>>,
+        A: Authenticator,
+    {
+        #[pin]
+        state: State<S, A, R, ReqBody, ResBody>,
+    }
+}
+
+struct Waiting<S, A, R, ReqBody> {
+    parts: Parts,
+    body: ReqBody,
+    inner: S,
+    shared: Arc<Shared<A, R>>,
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, A, R, ReqBody, ResBody>
+    where
+        S: Service<Request<ReqBody>>,
+        A: Authenticator,
+    {
+        Verifying {
+            #[pin]
+            fut: A::Future,
+            waiting: Option<Waiting<S, A, R, ReqBody>>,
+        },
+        Forward {
+            #[pin]
+            fut: S::Future,
+            cache_private: bool,
+        },
+        Reject {
+            res: Option<Response<ResBody>>,
+        },
+    }
+}
+
+impl<S, A, R, ReqBody, ResBody> ResponseFuture<S, A, R, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>>,
+    A: Authenticator,
+{
+    pub(crate) fn forward(fut: S::Future, cache_private: bool) -> Self {
+        Self {
+            state: State::Forward { fut, cache_private },
+        }
+    }
+
+    pub(crate) fn reject(res: Response<ResBody>) -> Self {
+        Self {
+            state: State::Reject { res: Some(res) },
+        }
+    }
+
+    pub(crate) fn verifying(
+        fut: A::Future,
+        parts: Parts,
+        body: ReqBody,
+        inner: S,
+        shared: Arc<Shared<A, R>>,
+    ) -> Self {
+        Self {
+            state: State::Verifying {
+                fut,
+                waiting: Some(Waiting {
+                    parts,
+                    body,
+                    inner,
+                    shared,
+                }),
+            },
+        }
+    }
+}
+
+impl<S, A, R, ReqBody, ResBody> Future for ResponseFuture<S, A, R, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    A: Authenticator,
+    R: Responder<ResBody>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Verifying { fut, waiting } => {
+                    let result = ready!(fut.poll(cx));
+                    let Waiting {
+                        parts,
+                        body,
+                        mut inner,
+                        shared,
+                    } = waiting.take().expect("polled after completion");
+                    let verdict = match result {
+                        Ok(principal) => {
+                            shared.counters.authenticated();
+                            let (req, cache) = shared.admit(parts, body, principal);
+                            Verdict::Forward(req, cache)
+                        }
+                        Err(error) => shared.refuse(parts, body, error),
+                    };
+                    match verdict {
+                        Verdict::Forward(req, cache_private) => state.set(State::Forward {
+                            fut: inner.call(req),
+                            cache_private,
+                        }),
+                        Verdict::Reject(res) => state.set(State::Reject { res: Some(res) }),
+                    }
+                }
+                StateProj::Forward { fut, cache_private } => {
+                    let mut res = ready!(fut.poll(cx))?;
+                    if *cache_private {
+                        add_cache_private(&mut res);
+                    }
+                    return Poll::Ready(Ok(res));
+                }
+                StateProj::Reject { res } => {
+                    return Poll::Ready(Ok(res.take().expect("polled after completion")));
+                }
+            }
+        }
+    }
+}
+
+impl<S, A, R, ReqBody, ResBody> fmt::Debug for ResponseFuture<S, A, R, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>>,
+    A: Authenticator,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

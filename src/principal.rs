@@ -1,0 +1,644 @@
+//! [`Principal`]: who made the request, as authentication established it.
+//!
+//! Authentication turns a credential into a `Principal` and puts it into the request's
+//! extensions. Everything downstream (authorization, rate limiting, audit, your handlers) reads
+//! only the `Principal`, never the raw credential.
+//!
+//! ```
+//! use credentialflow::{CredentialKind, Principal};
+//!
+//! let principal = Principal::builder("user-42", CredentialKind::ApiKey)
+//!     .credential_id("key_8f2a")
+//!     .tenant("acme")
+//!     .scopes(["orders:read", "orders:write"])
+//!     .roles(["admin"])
+//!     .attribute("department", "sales")
+//!     .plan("gold")
+//!     .build();
+//!
+//! assert!(principal.scopes().contains("orders:write"));
+//! assert!(principal.roles().contains("admin"));
+//! assert_eq!(principal.tenant(), Some("acme"));
+//! // Cloning shares the data: a reference count, not a copy.
+//! let copy = principal.clone();
+//! assert_eq!(copy.subject(), "user-42");
+//! ```
+//!
+//! In handlers, take it with the axum extractor (feature `axum`) or read it from
+//! `request.extensions().get::<Principal>()` in tonic and hyper.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+use serde_json::{Map, Value};
+
+/// What kind of credential established a [`Principal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CredentialKind {
+    /// An API key.
+    ApiKey,
+    /// A JSON Web Token.
+    Jwt,
+    /// No credential: the route allowed an anonymous caller.
+    Anonymous,
+    /// A credential of a kind defined by your own [`Authenticator`](crate::authn::Authenticator).
+    Custom(&'static str),
+}
+
+impl CredentialKind {
+    /// A short lower-case name for logs (`"api_key"`, `"jwt"`, `"anonymous"`, or the custom name).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::Jwt => "jwt",
+            Self::Anonymous => "anonymous",
+            Self::Custom(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for CredentialKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The authenticated identity of a request. Cheap to clone (shared inner data), `Send + Sync`.
+///
+/// Its `Debug` output never contains a secret: it shows the subject, tenant, credential id
+/// (which key or token, never the key or token itself), kind, scopes, roles and plan, and only the
+/// *names* of attributes, since attribute values are free-form.
+///
+/// See the [module docs](crate::principal) for an example.
+#[derive(Clone)]
+pub struct Principal {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    subject: Box<str>,
+    kind: CredentialKind,
+    tenant: Option<Box<str>>,
+    credential_id: Option<Box<str>>,
+    scopes: NameSet,
+    roles: NameSet,
+    attributes: Map<String, Value>,
+    expires_at: Option<u64>,
+    plan: Option<Box<str>>,
+}
+
+static ANONYMOUS: LazyLock<Principal> =
+    LazyLock::new(|| Principal::builder("anonymous", CredentialKind::Anonymous).build());
+
+impl Principal {
+    /// Starts building a principal for `subject`, authenticated by a credential of `kind`.
+    pub fn builder(subject: impl Into<String>, kind: CredentialKind) -> PrincipalBuilder {
+        PrincipalBuilder {
+            inner: Inner {
+                subject: subject.into().into_boxed_str(),
+                kind,
+                tenant: None,
+                credential_id: None,
+                scopes: NameSet::default(),
+                roles: NameSet::default(),
+                attributes: Map::new(),
+                expires_at: None,
+                plan: None,
+            },
+        }
+    }
+
+    /// The anonymous principal (subject `"anonymous"`, kind [`CredentialKind::Anonymous`], no
+    /// scopes or roles), inserted by the `Authenticate` layer's optional mode.
+    ///
+    /// Returns a clone of one shared instance: no allocation.
+    #[must_use]
+    pub fn anonymous() -> Self {
+        ANONYMOUS.clone()
+    }
+
+    /// Turns this principal back into a builder, to derive a changed copy.
+    ///
+    /// Copies the data only if other clones still share it.
+    pub fn into_builder(self) -> PrincipalBuilder {
+        PrincipalBuilder {
+            inner: Arc::unwrap_or_clone(self.inner),
+        }
+    }
+
+    /// Who: the subject (user id, service account, key owner).
+    #[must_use]
+    pub fn subject(&self) -> &str {
+        &self.inner.subject
+    }
+
+    /// The kind of credential that established this principal.
+    #[must_use]
+    pub fn kind(&self) -> CredentialKind {
+        self.inner.kind
+    }
+
+    /// `true` for the anonymous principal of the optional mode.
+    #[must_use]
+    pub fn is_anonymous(&self) -> bool {
+        self.inner.kind == CredentialKind::Anonymous
+    }
+
+    /// The tenant the principal belongs to, if any.
+    #[must_use]
+    pub fn tenant(&self) -> Option<&str> {
+        self.inner.tenant.as_deref()
+    }
+
+    /// Which credential: the API key's public id, the JWT's `jti` or a digest of it. Never the
+    /// secret itself.
+    #[must_use]
+    pub fn credential_id(&self) -> Option<&str> {
+        self.inner.credential_id.as_deref()
+    }
+
+    /// The scopes granted. Lookups are a binary search.
+    #[must_use]
+    pub fn scopes(&self) -> &NameSet {
+        &self.inner.scopes
+    }
+
+    /// The roles held. Lookups are a binary search.
+    #[must_use]
+    pub fn roles(&self) -> &NameSet {
+        &self.inner.roles
+    }
+
+    /// One free-form attribute, for attribute-based policies.
+    #[must_use]
+    pub fn attribute(&self, name: &str) -> Option<&Value> {
+        self.inner.attributes.get(name)
+    }
+
+    /// All free-form attributes.
+    #[must_use]
+    pub fn attributes(&self) -> &Map<String, Value> {
+        &self.inner.attributes
+    }
+
+    /// When the credential expires, in seconds since the Unix epoch.
+    #[must_use]
+    pub fn expires_at(&self) -> Option<u64> {
+        self.inner.expires_at
+    }
+
+    /// The rate-limit plan of this principal, if it has one.
+    #[must_use]
+    pub fn plan(&self) -> Option<&str> {
+        self.inner.plan.as_deref()
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("Principal")
+            .field("subject", &i.subject)
+            .field("kind", &i.kind)
+            .field("tenant", &i.tenant)
+            .field("credential_id", &i.credential_id)
+            .field("scopes", &i.scopes)
+            .field("roles", &i.roles)
+            .field("attributes", &AttributeNames(&i.attributes))
+            .field("expires_at", &i.expires_at)
+            .field("plan", &i.plan)
+            .finish()
+    }
+}
+
+struct AttributeNames<'a>(&'a Map<String, Value>);
+
+impl fmt::Debug for AttributeNames<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, format_args!("[redacted]"))))
+            .finish()
+    }
+}
+
+/// Builds a [`Principal`]. See the [module docs](crate::principal) for an example.
+#[must_use]
+pub struct PrincipalBuilder {
+    inner: Inner,
+}
+
+impl PrincipalBuilder {
+    /// Sets the tenant.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.inner.tenant = Some(tenant.into().into_boxed_str());
+        self
+    }
+
+    /// Sets the credential id: which key or token, never the secret.
+    pub fn credential_id(mut self, id: impl Into<String>) -> Self {
+        self.inner.credential_id = Some(id.into().into_boxed_str());
+        self
+    }
+
+    /// Sets the scopes, replacing any set before.
+    pub fn scopes<I>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.inner.scopes = scopes.into_iter().collect();
+        self
+    }
+
+    /// Sets the scopes from an already-built set.
+    pub fn scope_set(mut self, scopes: NameSet) -> Self {
+        self.inner.scopes = scopes;
+        self
+    }
+
+    /// Sets the roles, replacing any set before.
+    pub fn roles<I>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.inner.roles = roles.into_iter().collect();
+        self
+    }
+
+    /// Sets the roles from an already-built set.
+    pub fn role_set(mut self, roles: NameSet) -> Self {
+        self.inner.roles = roles;
+        self
+    }
+
+    /// Adds (or replaces) one free-form attribute.
+    pub fn attribute(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.inner.attributes.insert(name.into(), value.into());
+        self
+    }
+
+    /// Replaces all attributes.
+    pub fn attributes(mut self, attributes: Map<String, Value>) -> Self {
+        self.inner.attributes = attributes;
+        self
+    }
+
+    /// Sets the credential's expiry, in seconds since the Unix epoch.
+    pub fn expires_at(mut self, unix_seconds: u64) -> Self {
+        self.inner.expires_at = Some(unix_seconds);
+        self
+    }
+
+    /// Sets the rate-limit plan.
+    pub fn plan(mut self, plan: impl Into<String>) -> Self {
+        self.inner.plan = Some(plan.into().into_boxed_str());
+        self
+    }
+
+    /// Finishes the principal.
+    pub fn build(self) -> Principal {
+        Principal {
+            inner: Arc::new(self.inner),
+        }
+    }
+}
+
+impl fmt::Debug for PrincipalBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrincipalBuilder")
+            .field("subject", &self.inner.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An immutable set of names (scopes or roles): one string buffer and a sorted index into it.
+///
+/// Building costs two allocations whatever the number of names; [`NameSet::contains`] is a
+/// binary search. Duplicates and empty names are dropped. Names are case-sensitive
+/// (RFC 6749 §3.3).
+///
+/// ```
+/// use credentialflow::principal::NameSet;
+///
+/// let scopes = NameSet::from_space_delimited("orders:read  orders:write orders:read");
+/// assert_eq!(scopes.len(), 2);
+/// assert!(scopes.contains("orders:read"));
+/// assert!(scopes.contains_all(["orders:read", "orders:write"]));
+/// assert!(!scopes.contains_any(["admin"]));
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct NameSet {
+    buf: Box<str>,
+    spans: Box<[(u32, u32)]>,
+}
+
+impl NameSet {
+    /// Parses a space-delimited list, the OAuth `scope` format (RFC 6749 §3.3).
+    #[must_use]
+    pub fn from_space_delimited(list: &str) -> Self {
+        list.split(' ').collect()
+    }
+
+    /// Number of distinct names.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// `true` when there are no names.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// `true` when `name` is in the set. `O(log n)`.
+    #[must_use]
+    pub fn contains(&self, name: &str) -> bool {
+        self.spans
+            .binary_search_by(|&span| self.get(span).cmp(name))
+            .is_ok()
+    }
+
+    /// `true` when every one of `names` is in the set (vacuously true for none).
+    pub fn contains_all<I>(&self, names: I) -> bool
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        names.into_iter().all(|n| self.contains(n.as_ref()))
+    }
+
+    /// `true` when at least one of `names` is in the set (false for none).
+    pub fn contains_any<I>(&self, names: I) -> bool
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        names.into_iter().any(|n| self.contains(n.as_ref()))
+    }
+
+    /// The names in ascending byte order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.spans.iter().map(|&span| self.get(span))
+    }
+
+    fn get(&self, (start, end): (u32, u32)) -> &str {
+        // Spans are built from `buf` itself and point at char boundaries.
+        self.buf.get(start as usize..end as usize).unwrap_or("")
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for NameSet {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut buf = String::new();
+        let mut spans: Vec<(u32, u32)> = Vec::new();
+        for name in iter {
+            let name = name.as_ref();
+            if name.is_empty() {
+                continue;
+            }
+            let start = buf.len();
+            let end = start + name.len();
+            // Past 4 GiB of names the rest is dropped rather than mis-indexed.
+            let (Ok(s), Ok(e)) = (u32::try_from(start), u32::try_from(end)) else {
+                break;
+            };
+            buf.push_str(name);
+            spans.push((s, e));
+        }
+        let buf = buf.into_boxed_str();
+        let name = |&(s, e): &(u32, u32)| buf.get(s as usize..e as usize).unwrap_or("");
+        spans.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+        spans.dedup_by(|a, b| name(a) == name(b));
+        Self {
+            spans: spans.into_boxed_slice(),
+            buf,
+        }
+    }
+}
+
+impl fmt::Debug for NameSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a NameSet {
+    type Item = &'a str;
+    type IntoIter = Box<dyn ExactSizeIterator<Item = &'a str> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+/// Joins names with single spaces, the OAuth `scope` format.
+impl fmt::Display for NameSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, name) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
+    }
+}
+
+impl From<&str> for NameSet {
+    /// Same as [`NameSet::from_space_delimited`].
+    fn from(list: &str) -> Self {
+        Self::from_space_delimited(list)
+    }
+}
+
+impl From<Cow<'_, str>> for NameSet {
+    fn from(list: Cow<'_, str>) -> Self {
+        Self::from_space_delimited(&list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn debug_shows_attribute_names_not_values() {
+        let p = Principal::builder("u", CredentialKind::Jwt)
+            .attribute("session_secret", "hunter2-very-secret")
+            .build();
+        let dbg = format!("{p:?}");
+        assert!(dbg.contains("session_secret"));
+        assert!(!dbg.contains("hunter2"));
+    }
+
+    #[test]
+    fn anonymous_is_shared_and_anonymous() {
+        let a = Principal::anonymous();
+        let b = Principal::anonymous();
+        assert!(Arc::ptr_eq(&a.inner, &b.inner));
+        assert!(a.is_anonymous());
+        assert!(a.scopes().is_empty());
+    }
+
+    #[test]
+    fn into_builder_keeps_fields() {
+        let p = Principal::builder("u", CredentialKind::ApiKey)
+            .tenant("t")
+            .scopes(["a"])
+            .build();
+        let q = p.clone().into_builder().attribute("x", 1).build();
+        assert_eq!(q.tenant(), Some("t"));
+        assert!(q.scopes().contains("a"));
+        assert_eq!(q.attribute("x"), Some(&Value::from(1)));
+        assert!(p.attribute("x").is_none());
+    }
+
+    #[test]
+    fn display_round_trips_space_delimited() {
+        let set = NameSet::from_space_delimited("b a c");
+        assert_eq!(set.to_string(), "a b c");
+    }
+
+    proptest! {
+        #[test]
+        fn name_set_contains_exactly_its_inputs(names in proptest::collection::vec("[a-z:./]{0,6}", 0..20), probe in "[a-z:./]{0,6}") {
+            let set: NameSet = names.iter().collect();
+            let expected: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).filter(|n| !n.is_empty()).collect();
+            prop_assert_eq!(set.len(), expected.len());
+            prop_assert_eq!(set.iter().collect::<Vec<_>>(), expected.iter().copied().collect::<Vec<_>>());
+            prop_assert_eq!(set.contains(&probe), expected.contains(probe.as_str()));
+        }
+
+        #[test]
+        fn space_delimited_round_trips(names in proptest::collection::btree_set("[!#-\\[\\]-~]{1,8}", 0..10)) {
+            let joined = names.iter().cloned().collect::<Vec<_>>().join(" ");
+            let set = NameSet::from_space_delimited(&joined);
+            prop_assert_eq!(set.to_string(), joined);
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+pub use self::axum_extractor::PrincipalRejection;
+
+#[cfg(feature = "axum")]
+mod axum_extractor {
+    use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+    use axum_core::response::{IntoResponse, Response};
+    use http::request::Parts;
+
+    use super::Principal;
+    use crate::error::{Error, ErrorKind};
+    use crate::response::{Challenges, DefaultResponder, reject};
+
+    /// The rejection of the [`Principal`] extractor: `401` with the route's challenges.
+    ///
+    /// Returned when the request is anonymous (optional mode) or carries no `Principal` at all
+    /// (no `Authenticate` layer in front of the handler: a configuration mistake, logged at
+    /// warn level).
+    #[derive(Debug)]
+    pub struct PrincipalRejection {
+        challenges: Challenges,
+        grpc: bool,
+    }
+
+    impl IntoResponse for PrincipalRejection {
+        fn into_response(self) -> Response {
+            let mut headers = http::HeaderMap::new();
+            if self.grpc {
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/grpc"),
+                );
+            }
+            reject(
+                &DefaultResponder,
+                Error::new(ErrorKind::AuthenticationRequired),
+                &self.challenges,
+                &headers,
+            )
+        }
+    }
+
+    fn rejection(parts: &Parts) -> PrincipalRejection {
+        PrincipalRejection {
+            challenges: parts
+                .extensions
+                .get::<Challenges>()
+                .cloned()
+                .unwrap_or_default(),
+            grpc: crate::response::is_grpc(&parts.headers),
+        }
+    }
+
+    /// Takes the authenticated [`Principal`]; anonymous or missing is `401`.
+    ///
+    /// ```
+    /// use credentialflow::Principal;
+    ///
+    /// async fn whoami(principal: Principal) -> String {
+    ///     principal.subject().to_owned()
+    /// }
+    /// # let _ = axum::routing::get(whoami);
+    /// ```
+    impl<S: Send + Sync> FromRequestParts<S> for Principal {
+        type Rejection = PrincipalRejection;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, Self::Rejection> {
+            match parts.extensions.get::<Principal>() {
+                Some(p) if !p.is_anonymous() => Ok(p.clone()),
+                Some(_) => Err(rejection(parts)),
+                None => {
+                    tracing::warn!(
+                        "Principal extractor used on a route without an Authenticate layer"
+                    );
+                    Err(rejection(parts))
+                }
+            }
+        }
+    }
+
+    /// `Option<Principal>`: `None` for an anonymous request. A route without an `Authenticate`
+    /// layer is still `401`, so that a missing layer cannot pass for an anonymous caller.
+    ///
+    /// ```
+    /// use credentialflow::Principal;
+    ///
+    /// async fn greet(principal: Option<Principal>) -> String {
+    ///     match principal {
+    ///         Some(p) => format!("hello {}", p.subject()),
+    ///         None => "hello stranger".to_owned(),
+    ///     }
+    /// }
+    /// # let _ = axum::routing::get(greet);
+    /// ```
+    impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
+        type Rejection = PrincipalRejection;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Option<Self>, Self::Rejection> {
+            match parts.extensions.get::<Principal>() {
+                Some(p) if p.is_anonymous() => Ok(None),
+                Some(p) => Ok(Some(p.clone())),
+                None => {
+                    tracing::warn!(
+                        "Option<Principal> extractor used on a route without an Authenticate layer"
+                    );
+                    Err(rejection(parts))
+                }
+            }
+        }
+    }
+}
