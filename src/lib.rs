@@ -10,6 +10,8 @@ pub mod authn;
 pub mod clock;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "key")]
+pub mod key;
 pub mod principal;
 pub mod response;
 

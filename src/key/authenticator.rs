@@ -1,0 +1,371 @@
+//! The API key authenticator.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::request::Parts;
+use pin_project_lite::pin_project;
+use zeroize::Zeroizing;
+
+use super::format::{KeyFormat, KeyParseError};
+use super::hash::KeyHasher;
+use super::{KeyRecord, KeyStore, KeyStoreWrite, LAST_USE_INTERVAL_SECS, Lookup};
+use crate::authn::{Attempt, Authenticator, DEFAULT_TIMEOUT};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{ConfigError, Error, ErrorKind};
+use crate::extract::{CredentialExtractor, CredentialSource};
+use crate::principal::Principal;
+use crate::response::Scheme;
+
+/// The header API keys are read from by default: `X-API-Key`.
+pub const DEFAULT_KEY_HEADER: &str = "x-api-key";
+
+type LastUseHook = Arc<dyn Fn(&str, u64) + Send + Sync>;
+
+/// Authenticates API keys against a [`KeyStore`].
+///
+/// Reads `X-API-Key` and `Authorization: Bearer` by default (either, not both: two are `400`).
+/// Only credentials with the format's prefix are its kind; anything else (a JWT, another
+/// system's key) counts as absent, so another authenticator may take it. A wrong checksum is
+/// refused before any store lookup.
+///
+/// See the [module docs](crate::key) for an example.
+pub struct ApiKeyAuthenticator<S, C = SystemClock> {
+    store: S,
+    format: KeyFormat,
+    hasher: KeyHasher,
+    extractor: CredentialExtractor,
+    clock: C,
+    timeout: Duration,
+    last_use: Option<LastUseHook>,
+}
+
+impl<S: KeyStore> ApiKeyAuthenticator<S> {
+    /// Keys of `format`, hashed with `hasher`, looked up in `store`.
+    pub fn new(format: KeyFormat, hasher: KeyHasher, store: S) -> Self {
+        Self {
+            store,
+            format,
+            hasher,
+            extractor: CredentialExtractor::new([
+                CredentialSource::header(DEFAULT_KEY_HEADER)
+                    .unwrap_or_else(|_| unreachable!("x-api-key is a valid header name")),
+                CredentialSource::bearer(),
+            ]),
+            clock: SystemClock,
+            timeout: DEFAULT_TIMEOUT,
+            last_use: None,
+        }
+    }
+}
+
+impl<S: KeyStore, C: Clock + Clone> ApiKeyAuthenticator<S, C> {
+    /// Reads time (key expiry, last use) from `clock`.
+    pub fn with_clock<C2: Clock + Clone>(self, clock: C2) -> ApiKeyAuthenticator<S, C2> {
+        ApiKeyAuthenticator {
+            store: self.store,
+            format: self.format,
+            hasher: self.hasher,
+            extractor: self.extractor,
+            clock,
+            timeout: self.timeout,
+            last_use: self.last_use,
+        }
+    }
+
+    /// Reads keys from `sources`, in order, instead of `X-API-Key` and `Bearer`.
+    ///
+    /// # Security
+    ///
+    /// A [`CredentialSource::query`] puts keys into URLs, which end up in logs; see its docs.
+    #[must_use]
+    pub fn with_sources(mut self, sources: impl IntoIterator<Item = CredentialSource>) -> Self {
+        let max = self.extractor.max_len();
+        self.extractor = CredentialExtractor::new(sources);
+        self.extractor = self
+            .extractor
+            .clone()
+            .with_max_len(max)
+            .unwrap_or(self.extractor);
+        self
+    }
+
+    /// Bounds a store lookup. Defaults to 2 s; past it the request is refused with `503`.
+    ///
+    /// # Errors
+    ///
+    /// When `timeout` is zero.
+    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
+        if timeout.is_zero() {
+            return Err(ConfigError::new("store timeout must be positive"));
+        }
+        self.timeout = timeout;
+        Ok(self)
+    }
+
+    /// Records each key's last use in `writer`, at most once a minute per key, on a
+    /// background task (off the request path). Needs a tokio runtime; without one, uses are
+    /// not recorded.
+    #[must_use]
+    pub fn track_last_use<W>(mut self, writer: W) -> Self
+    where
+        W: KeyStoreWrite + Clone,
+    {
+        self.last_use = Some(Arc::new(move |id: &str, at: u64| {
+            let Ok(handle) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let writer = writer.clone();
+            let id = id.to_owned();
+            handle.spawn(async move {
+                if let Err(error) = writer.record_last_use(&id, at).await {
+                    tracing::debug!(key_id = %id, %error, "recording API key use failed");
+                }
+            });
+        }));
+        self
+    }
+
+    /// The key format.
+    pub fn format(&self) -> &KeyFormat {
+        &self.format
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
+
+struct Verifier<C> {
+    hasher: KeyHasher,
+    clock: C,
+    last_use: Option<LastUseHook>,
+}
+
+impl<C: Clock> Verifier<C> {
+    fn finish(
+        &self,
+        id: &str,
+        secret: &str,
+        scheme: Scheme,
+        found: Result<Option<Arc<KeyRecord>>, Error>,
+    ) -> Result<Principal, Error> {
+        check_key(
+            &self.hasher,
+            &self.clock,
+            self.last_use.as_ref(),
+            id,
+            secret,
+            scheme,
+            found,
+        )
+    }
+}
+
+/// Verifies the presented secret against the record and the record's lifecycle.
+fn check_key<C: Clock>(
+    hasher: &KeyHasher,
+    clock: &C,
+    last_use: Option<&LastUseHook>,
+    id: &str,
+    secret: &str,
+    scheme: Scheme,
+    found: Result<Option<Arc<KeyRecord>>, Error>,
+) -> Result<Principal, Error> {
+    let reject = |kind: ErrorKind| Error::new(kind).with_scheme(scheme);
+    let record = match found {
+        Err(error) => return Err(error.with_scheme(scheme)),
+        Ok(None) => return Err(reject(ErrorKind::UnknownCredential)),
+        Ok(Some(record)) if record.id != id => return Err(reject(ErrorKind::UnknownCredential)),
+        Ok(Some(record)) => record,
+    };
+    match hasher.verify(secret.as_bytes(), &record.hash) {
+        Some(true) => {}
+        Some(false) => return Err(reject(ErrorKind::InvalidCredential)),
+        None => {
+            tracing::error!(
+                key_id = id,
+                version = ?record.hash.version(),
+                "API key hashed with a pepper this server does not have"
+            );
+            return Err(Error::unavailable("API key pepper not configured").with_scheme(scheme));
+        }
+    }
+    let now = clock.unix_seconds();
+    record.check_usable(now).map_err(reject)?;
+    if let Some(hook) = last_use {
+        if record.claim_last_use(now, LAST_USE_INTERVAL_SECS) {
+            hook(id, now);
+        }
+    }
+    Ok(record.principal())
+}
+
+impl<S, C> Authenticator for ApiKeyAuthenticator<S, C>
+where
+    S: KeyStore,
+    C: Clock + Clone,
+{
+    type Future = ApiKeyFuture<S::Future, C>;
+
+    fn authenticate(&self, request: &Parts) -> Attempt<Self::Future> {
+        let found = self
+            .extractor
+            .extract_matching(request, |value| self.format.recognises(value));
+        let credential = match found {
+            Err(error) => return Attempt::Rejected(error),
+            Ok(None) => return Attempt::NoCredential,
+            Ok(Some(credential)) => credential,
+        };
+        let scheme = credential.scheme();
+        let parsed = match self.format.parse(credential.value()) {
+            Ok(parsed) => parsed,
+            Err(KeyParseError::Checksum) => {
+                return Attempt::Rejected(
+                    Error::new(ErrorKind::ChecksumMismatch).with_scheme(scheme),
+                );
+            }
+            Err(_) => {
+                return Attempt::Rejected(
+                    Error::new(ErrorKind::InvalidCredential).with_scheme(scheme),
+                );
+            }
+        };
+        match self.store.lookup(parsed.id()) {
+            Lookup::Ready(found) => {
+                match check_key(
+                    &self.hasher,
+                    &self.clock,
+                    self.last_use.as_ref(),
+                    parsed.id(),
+                    parsed.secret(),
+                    scheme,
+                    found,
+                ) {
+                    Ok(principal) => Attempt::Authenticated(principal),
+                    Err(error) => Attempt::Rejected(error),
+                }
+            }
+            Lookup::Pending(lookup) => {
+                let deadline = tokio::runtime::Handle::try_current()
+                    .ok()
+                    .map(|_| tokio::time::sleep(self.timeout));
+                Attempt::Pending(ApiKeyFuture {
+                    lookup,
+                    deadline,
+                    timeout: self.timeout,
+                    pending: Some(PendingCheck {
+                        id: parsed.id().into(),
+                        secret: Zeroizing::new(parsed.secret().to_owned()),
+                        scheme,
+                        verifier: Verifier {
+                            hasher: self.hasher.clone(),
+                            clock: self.clock.clone(),
+                            last_use: self.last_use.clone(),
+                        },
+                    }),
+                })
+            }
+        }
+    }
+
+    fn sources(&self) -> Vec<CredentialSource> {
+        self.extractor.sources().to_vec()
+    }
+}
+
+struct PendingCheck<C> {
+    id: Box<str>,
+    secret: Zeroizing<String>,
+    scheme: Scheme,
+    verifier: Verifier<C>,
+}
+
+pin_project! {
+    /// The future of an [`ApiKeyAuthenticator`] whose store has to wait: the lookup, bounded by
+    /// the timeout, then the secret check.
+    pub struct ApiKeyFuture<F, C> {
+        #[pin]
+        lookup: F,
+        #[pin]
+        deadline: Option<tokio::time::Sleep>,
+        timeout: Duration,
+        pending: Option<PendingCheck<C>>,
+    }
+}
+
+impl<F, C> fmt::Debug for ApiKeyFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyFuture")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, C> Future for ApiKeyFuture<F, C>
+where
+    F: Future<Output = Result<Option<Arc<KeyRecord>>, Error>>,
+    C: Clock,
+{
+    type Output = Result<Principal, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let found = match this.lookup.poll(cx) {
+            Poll::Ready(found) => found,
+            Poll::Pending => {
+                if let Some(deadline) = this.deadline.as_mut().as_pin_mut() {
+                    if deadline.poll(cx).is_ready() {
+                        let scheme = this.pending.as_ref().map(|p| p.scheme);
+                        this.pending.take();
+                        let error = Error::timeout(*this.timeout);
+                        return Poll::Ready(Err(match scheme {
+                            Some(s) => error.with_scheme(s),
+                            None => error,
+                        }));
+                    }
+                }
+                return Poll::Pending;
+            }
+        };
+        let check = this.pending.take().expect("polled after completion");
+        Poll::Ready(
+            check
+                .verifier
+                .finish(&check.id, &check.secret, check.scheme, found),
+        )
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for ApiKeyAuthenticator<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            format: self.format.clone(),
+            hasher: self.hasher.clone(),
+            extractor: self.extractor.clone(),
+            clock: self.clock.clone(),
+            timeout: self.timeout,
+            last_use: self.last_use.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for ApiKeyAuthenticator<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyAuthenticator")
+            .field("store", &self.store)
+            .field("format", &self.format)
+            .field("hasher", &self.hasher)
+            .field("extractor", &self.extractor)
+            .field("clock", &self.clock)
+            .field("timeout", &self.timeout)
+            .field("tracks_last_use", &self.last_use.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,305 @@
+//! A caching wrapper over any key store.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+
+use super::{KeyRecord, KeyStore, KeyStoreWrite, Lookup, StoreError};
+use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+
+const SHARDS: usize = 16;
+
+struct Entry {
+    record: Option<Arc<KeyRecord>>,
+    stored_at: Duration,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: RwLock<HashMap<Box<str>, Entry>>,
+    /// Bumped by every invalidation, so that a lookup that started before an invalidation
+    /// cannot put its stale answer back.
+    generation: AtomicU64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    ttl: Duration,
+    negative_ttl: Duration,
+    per_shard: usize,
+}
+
+/// Caches the answers of a slower store (a database): bounded size, a TTL for known keys,
+/// a shorter TTL for unknown ids, and invalidation on every write made through it.
+///
+/// **Staleness bound:** a change made through this handle (revoke, update, insert) is seen by
+/// the very next lookup. A change made elsewhere (another process, a direct SQL update) is seen
+/// after at most the TTL (default 30 s) for known keys, and after at most the negative TTL
+/// (default 5 s) for a key created elsewhere whose id was looked up before it existed. Errors
+/// are never cached.
+///
+/// Clones share one cache.
+pub struct CachingKeyStore<S, C = SystemClock> {
+    store: S,
+    clock: C,
+    limits: Limits,
+    shards: Arc<[Shard; SHARDS]>,
+}
+
+impl<S: KeyStore> CachingKeyStore<S> {
+    /// Caches `store`: up to 10,000 keys, 30 s for known keys, 5 s for unknown ids.
+    pub fn new(store: S) -> Self {
+        Self::with_clock(store, SystemClock)
+    }
+}
+
+impl<S: KeyStore, C: Clock> CachingKeyStore<S, C> {
+    /// The same, reading time from `clock`.
+    pub fn with_clock(store: S, clock: C) -> Self {
+        Self {
+            store,
+            clock,
+            limits: Limits {
+                ttl: Duration::from_secs(30),
+                negative_ttl: Duration::from_secs(5),
+                per_shard: 10_000 / SHARDS,
+            },
+            shards: Arc::default(),
+        }
+    }
+
+    /// How long a known key's record is served from the cache. Defaults to 30 s; longer delays
+    /// revocations made in other processes.
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.limits.ttl = ttl;
+        self
+    }
+
+    /// How long an unknown id is remembered as unknown. Defaults to 5 s; longer delays keys
+    /// created in other processes, shorter lets a flood of made-up ids reach the store.
+    #[must_use]
+    pub fn with_negative_ttl(mut self, ttl: Duration) -> Self {
+        self.limits.negative_ttl = ttl;
+        self
+    }
+
+    /// The most entries kept (rounded up to a multiple of 16). Defaults to 10,000.
+    #[must_use]
+    pub fn with_capacity(mut self, entries: usize) -> Self {
+        self.limits.per_shard = entries.div_ceil(SHARDS).max(1);
+        self
+    }
+
+    /// The wrapped store.
+    pub fn get_ref(&self) -> &S {
+        &self.store
+    }
+
+    /// Forgets what the cache knows about `id`.
+    pub fn invalidate(&self, id: &str) {
+        let shard = shard_of(&self.shards, id);
+        shard.generation.fetch_add(1, Ordering::SeqCst);
+        shard
+            .map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
+
+    /// Number of cached entries (known and unknown ids).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.map.read().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    /// `true` when nothing is cached.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn shard_of<'a>(shards: &'a [Shard; SHARDS], id: &str) -> &'a Shard {
+    let h = id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    &shards[h as usize % SHARDS]
+}
+
+struct Fill {
+    shards: Arc<[Shard; SHARDS]>,
+    id: Box<str>,
+    generation: u64,
+    now: Duration,
+    per_shard: usize,
+}
+
+impl Fill {
+    fn store(&self, result: &Result<Option<Arc<KeyRecord>>, Error>) {
+        let Ok(record) = result else {
+            return; // errors are never cached
+        };
+        let shard = shard_of(&self.shards, &self.id);
+        let mut map = shard.map.write().unwrap_or_else(PoisonError::into_inner);
+        if shard.generation.load(Ordering::SeqCst) != self.generation {
+            return; // invalidated while we were looking
+        }
+        if map.len() >= self.per_shard && !map.contains_key(&*self.id) {
+            if let Some(victim) = map.keys().next().cloned() {
+                map.remove(&victim);
+            }
+        }
+        map.insert(
+            self.id.clone(),
+            Entry {
+                record: record.clone(),
+                stored_at: self.now,
+            },
+        );
+    }
+}
+
+pin_project! {
+    /// The future of a [`CachingKeyStore`] miss: the inner lookup, then a cache fill.
+    pub struct CacheFuture<F> {
+        #[pin]
+        inner: F,
+        fill: Option<Fill>,
+    }
+}
+
+impl<F> fmt::Debug for CacheFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F> Future for CacheFuture<F>
+where
+    F: Future<Output = Result<Option<Arc<KeyRecord>>, Error>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        if let Some(fill) = this.fill.take() {
+            fill.store(&result);
+        }
+        Poll::Ready(result)
+    }
+}
+
+impl<S: KeyStore, C: Clock> KeyStore for CachingKeyStore<S, C> {
+    type Future = CacheFuture<S::Future>;
+
+    fn lookup(&self, id: &str) -> Lookup<Self::Future> {
+        let now = self.clock.monotonic();
+        let shard = shard_of(&self.shards, id);
+        let generation = shard.generation.load(Ordering::SeqCst);
+        {
+            let map = shard.map.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = map.get(id) {
+                let ttl = if entry.record.is_some() {
+                    self.limits.ttl
+                } else {
+                    self.limits.negative_ttl
+                };
+                if now.saturating_sub(entry.stored_at) < ttl {
+                    return Lookup::Ready(Ok(entry.record.clone()));
+                }
+            }
+        }
+        let fill = Fill {
+            shards: Arc::clone(&self.shards),
+            id: id.into(),
+            generation,
+            now,
+            per_shard: self.limits.per_shard,
+        };
+        match self.store.lookup(id) {
+            Lookup::Ready(result) => {
+                fill.store(&result);
+                Lookup::Ready(result)
+            }
+            Lookup::Pending(inner) => Lookup::Pending(CacheFuture {
+                inner,
+                fill: Some(fill),
+            }),
+        }
+    }
+}
+
+impl<S: KeyStoreWrite, C: Clock> KeyStoreWrite for CachingKeyStore<S, C> {
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        let id = record.id.clone();
+        let result = self.store.insert(record).await;
+        self.invalidate(&id);
+        result
+    }
+
+    async fn update(&self, record: KeyRecord) -> Result<(), StoreError> {
+        let id = record.id.clone();
+        let result = self.store.update(record).await;
+        self.invalidate(&id);
+        result
+    }
+
+    async fn revoke(&self, id: &str, at: u64) -> Result<(), StoreError> {
+        // Invalidate on both sides of the write: no request may see the old record after
+        // revoke returns, and none that started before it can re-cache it.
+        self.invalidate(id);
+        let result = self.store.revoke(id, at).await;
+        self.invalidate(id);
+        result
+    }
+
+    fn list_by_owner(
+        &self,
+        owner: &str,
+    ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send {
+        self.store.list_by_owner(owner)
+    }
+
+    fn record_last_use(
+        &self,
+        id: &str,
+        at: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.record_last_use(id, at)
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for CachingKeyStore<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            limits: self.limits,
+            shards: Arc::clone(&self.shards),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for CachingKeyStore<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachingKeyStore")
+            .field("store", &self.store)
+            .field("ttl", &self.limits.ttl)
+            .field("negative_ttl", &self.limits.negative_ttl)
+            .field("capacity", &(self.limits.per_shard * SHARDS))
+            .finish()
+    }
+}

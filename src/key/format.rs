@@ -1,0 +1,330 @@
+//! The API key format: prefix, public id, secret, checksum.
+
+use std::fmt;
+
+use crate::error::ConfigError;
+
+/// Length of the public id, in base62 characters (about 71 bits).
+pub const ID_LEN: usize = 12;
+/// Length of the secret, in base62 characters (about 190 bits of entropy).
+pub const SECRET_LEN: usize = 32;
+/// Length of the checksum, in base62 characters (a CRC-32).
+pub const CHECKSUM_LEN: usize = 6;
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+pub(crate) fn is_base62(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+}
+
+pub(crate) fn base62_char(index: u8) -> u8 {
+    BASE62[usize::from(index % 62)]
+}
+
+fn base62_value(b: u8) -> Option<u64> {
+    match b {
+        b'0'..=b'9' => Some(u64::from(b - b'0')),
+        b'A'..=b'Z' => Some(u64::from(b - b'A') + 10),
+        b'a'..=b'z' => Some(u64::from(b - b'a') + 36),
+        _ => None,
+    }
+}
+
+/// CRC-32 (ISO-HDLC, the zlib one) of `body`, as 6 base62 characters, most significant first.
+pub(crate) fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let mut n = u64::from(crc32fast::hash(body));
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    out
+}
+
+fn checksum_matches(body: &[u8], given: &[u8]) -> bool {
+    // The checksum is public information (it is computed from the key itself), so a plain
+    // comparison leaks nothing; it exists to catch typos before any lookup.
+    let mut value: u64 = 0;
+    for &b in given {
+        let Some(v) = base62_value(b) else {
+            return false;
+        };
+        value = value * 62 + v;
+    }
+    value == u64::from(crc32fast::hash(body))
+}
+
+/// The API key format, with its prefix.
+///
+/// ```text
+/// key      = prefix "_" id "_" secret checksum
+/// prefix   = ALPHA *31( ALPHA / DIGIT / "_" )      ; configured, e.g. "cf_live"
+/// id       = 12base62                              ; public: logs, Principal::credential_id
+/// secret   = 32base62                              ; drawn from the OS CSPRNG
+/// checksum = 6base62                               ; CRC-32 of prefix "_" id "_" secret
+/// base62   = DIGIT / ALPHA                         ; 0-9 A-Z a-z
+/// ```
+///
+/// Example: `cf_live_3kT9xQ2mBv7P_Zr4c8WnLq0aJm5Ye2TsVbX9hKd1Fg6Ru2NAb91kx`.
+///
+/// - The **prefix** makes a leaked key recognisable to secret scanners and tells which system
+///   (and environment) it belongs to. A string without this prefix is not an API key of this
+///   format: an authenticator treats it as absent, so a JWT or another system's key falls
+///   through to the next authenticator.
+/// - The **id** is the key's public name: it is looked up in the store and appears in logs,
+///   audit events and [`Principal::credential_id`](crate::Principal::credential_id).
+/// - The **secret** is stored only as a hash.
+/// - The **checksum** (CRC-32, which detects every change of a single character and every burst
+///   error of up to 32 bits) rejects typos and random garbage before any store lookup.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyFormat {
+    prefix: Box<str>,
+}
+
+impl KeyFormat {
+    /// The format with `prefix`.
+    ///
+    /// # Errors
+    ///
+    /// When the prefix is empty, longer than 32 characters, does not start with an ASCII letter,
+    /// or holds a character other than ASCII letters, digits and `_`.
+    pub fn new(prefix: &str) -> Result<Self, ConfigError> {
+        let ok = (1..=32).contains(&prefix.len())
+            && prefix.as_bytes()[0].is_ascii_alphabetic()
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            return Err(ConfigError::new(format!(
+                "API key prefix {prefix:?} must be 1-32 ASCII letters, digits or '_', starting with a letter"
+            )));
+        }
+        Ok(Self {
+            prefix: prefix.into(),
+        })
+    }
+
+    /// The prefix.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The exact length of every key of this format.
+    #[must_use]
+    pub fn key_len(&self) -> usize {
+        self.prefix.len() + 1 + ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN
+    }
+
+    /// `true` when `key` starts with `<prefix>_`: the key is of this format's kind (it may still
+    /// be malformed).
+    #[must_use]
+    pub fn recognises(&self, key: &str) -> bool {
+        key.len() > self.prefix.len()
+            && key.as_bytes()[self.prefix.len()] == b'_'
+            && key.starts_with(&*self.prefix)
+    }
+
+    /// Parses and checks a key.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyParseError::NotThisFormat`] when the prefix differs (the caller should treat the
+    /// credential as absent); [`KeyParseError::Malformed`] for a wrong length or character;
+    /// [`KeyParseError::Checksum`] when the checksum does not match.
+    pub fn parse<'k>(&self, key: &'k str) -> Result<ParsedKey<'k>, KeyParseError> {
+        if !self.recognises(key) {
+            return Err(KeyParseError::NotThisFormat);
+        }
+        if key.len() != self.key_len() {
+            return Err(KeyParseError::Malformed);
+        }
+        let rest = &key.as_bytes()[self.prefix.len() + 1..];
+        let (id, rest) = rest.split_at(ID_LEN);
+        let (sep, rest) = rest.split_at(1);
+        let (secret, check) = rest.split_at(SECRET_LEN);
+        if sep != b"_"
+            || !id.iter().copied().all(is_base62)
+            || !secret.iter().copied().all(is_base62)
+            || !check.iter().copied().all(is_base62)
+        {
+            return Err(KeyParseError::Malformed);
+        }
+        let body_len = key.len() - CHECKSUM_LEN;
+        if !checksum_matches(&key.as_bytes()[..body_len], check) {
+            return Err(KeyParseError::Checksum);
+        }
+        let id_start = self.prefix.len() + 1;
+        let secret_start = id_start + ID_LEN + 1;
+        Ok(ParsedKey {
+            id: &key[id_start..id_start + ID_LEN],
+            secret: &key[secret_start..secret_start + SECRET_LEN],
+        })
+    }
+
+    /// Assembles a key from its id and secret (both base62, of the right lengths), adding the
+    /// checksum.
+    pub(crate) fn assemble(&self, id: &[u8; ID_LEN], secret: &[u8; SECRET_LEN]) -> String {
+        let mut key = String::with_capacity(self.key_len());
+        key.push_str(&self.prefix);
+        key.push('_');
+        key.extend(id.iter().map(|&b| b as char));
+        key.push('_');
+        key.extend(secret.iter().map(|&b| b as char));
+        let sum = checksum(key.as_bytes());
+        key.extend(sum.iter().map(|&b| b as char));
+        key
+    }
+}
+
+impl fmt::Debug for KeyFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyFormat")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// A key that passed [`KeyFormat::parse`]: its id and secret, borrowed from the key.
+/// `Debug` shows the id only.
+#[derive(Clone, Copy)]
+pub struct ParsedKey<'k> {
+    id: &'k str,
+    secret: &'k str,
+}
+
+impl<'k> ParsedKey<'k> {
+    /// The public id.
+    #[must_use]
+    pub fn id(&self) -> &'k str {
+        self.id
+    }
+
+    /// The secret part. Handle with care: never log it.
+    #[must_use]
+    pub fn secret(&self) -> &'k str {
+        self.secret
+    }
+}
+
+impl fmt::Debug for ParsedKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParsedKey")
+            .field("id", &self.id)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Why a string is not a valid key of a [`KeyFormat`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyParseError {
+    /// Another prefix: not a key of this format at all.
+    #[error("not a key of this format")]
+    NotThisFormat,
+    /// The right prefix, but a wrong length or character.
+    #[error("malformed API key")]
+    Malformed,
+    /// The checksum does not match: a typo, or a made-up key.
+    #[error("API key checksum mismatch")]
+    Checksum,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fmt() -> KeyFormat {
+        KeyFormat::new("cf_live").unwrap()
+    }
+
+    fn arb_part(len: usize) -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(0u8..62, len)
+            .prop_map(|v| v.into_iter().map(base62_char).collect())
+    }
+
+    #[test]
+    fn prefixes_are_validated() {
+        for bad in ["", "1abc", "a-b", "a b", &"a".repeat(33)] {
+            assert!(KeyFormat::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(KeyFormat::new("cf_test").is_ok());
+    }
+
+    #[test]
+    fn other_prefixes_are_not_this_format() {
+        let f = fmt();
+        assert_eq!(
+            f.parse("cf_test_abc").unwrap_err(),
+            KeyParseError::NotThisFormat
+        );
+        assert_eq!(
+            f.parse("cf_live").unwrap_err(),
+            KeyParseError::NotThisFormat
+        );
+        assert_eq!(
+            f.parse("cf_liveX_a").unwrap_err(),
+            KeyParseError::NotThisFormat
+        );
+        assert_eq!(
+            f.parse("eyJhbGciOi.x.y").unwrap_err(),
+            KeyParseError::NotThisFormat
+        );
+        assert_eq!(
+            f.parse("cf_live_short").unwrap_err(),
+            KeyParseError::Malformed
+        );
+    }
+
+    #[test]
+    fn checksum_is_six_chars_and_fits_u32() {
+        assert_eq!(checksum(b"").len(), 6);
+        // 62^6 > 2^32, so every CRC value is representable.
+        assert!(62u64.pow(6) > u64::from(u32::MAX));
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in any::<String>()) {
+            let _ = fmt().parse(&s);
+        }
+
+        #[test]
+        fn parse_never_panics_on_near_keys(s in "cf_live_[0-9A-Za-z_]{0,60}") {
+            let _ = fmt().parse(&s);
+        }
+
+        #[test]
+        fn assembled_keys_parse_back(id in arb_part(ID_LEN), secret in arb_part(SECRET_LEN)) {
+            let f = fmt();
+            let id: [u8; ID_LEN] = id.try_into().unwrap();
+            let secret: [u8; SECRET_LEN] = secret.try_into().unwrap();
+            let key = f.assemble(&id, &secret);
+            prop_assert_eq!(key.len(), f.key_len());
+            let parsed = f.parse(&key).unwrap();
+            prop_assert_eq!(parsed.id().as_bytes(), &id[..]);
+            prop_assert_eq!(parsed.secret().as_bytes(), &secret[..]);
+        }
+
+        #[test]
+        fn every_single_character_change_is_caught(
+            id in arb_part(ID_LEN),
+            secret in arb_part(SECRET_LEN),
+            pos in 0usize..64,
+            replacement in 0u8..62,
+        ) {
+            let f = fmt();
+            let key = f.assemble(&id.try_into().unwrap(), &secret.try_into().unwrap());
+            let start = f.prefix().len() + 1;
+            let pos = start + pos % (key.len() - start);
+            let mut bytes = key.clone().into_bytes();
+            let new = if bytes[pos] == b'_' { b'x' } else { base62_char(replacement) };
+            prop_assume!(new != bytes[pos]);
+            bytes[pos] = new;
+            let changed = String::from_utf8(bytes).unwrap();
+            prop_assert!(f.parse(&changed).is_err(), "{} accepted", changed);
+        }
+    }
+}
