@@ -1,0 +1,186 @@
+//! The API-key layer over the in-memory store, against a bare service and a plain static compare.
+//!
+//! Every row clones its service and `oneshot`s one request per iteration (`Request<()>` in,
+//! `Response<()>` out), requests built outside the timed routine. Rows:
+//!
+//! - `bare`: the inner service alone (the baseline);
+//! - `static_compare`: what tower-http's deprecated bearer check does — compare the header with
+//!   one fixed key using `==` (variable time, no hashing, no principal): a floor, not a peer;
+//! - `valid`: parse, checksum, memory-store lookup, SHA-256, constant-time compare, lifecycle
+//!   check, `Principal` into the extensions;
+//! - `valid_peppered`: the same with HMAC-SHA-256;
+//! - `checksum_rejected`: a mistyped key, refused before any lookup;
+//! - `unknown_id`: a well-formed key the store does not know.
+//!
+//! Targets (issue 4), as overhead over `bare`: `valid` ≤ 1 µs, `checksum_rejected` ≤ 150 ns.
+//!
+//! ```text
+//! cargo bench --bench api_key --all-features -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use credentialflow::authn::AuthenticateLayer;
+use credentialflow::key::{
+    ApiKeyAuthenticator, KeyFormat, KeyHasher, KeyManager, MemoryKeyStore, Pepper,
+};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use http::{Request, Response, StatusCode};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+async fn ok(_req: Request<()>) -> Result<Response<()>, Infallible> {
+    Ok(Response::new(()))
+}
+
+fn now<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("a benched service waited; this bench cannot drive it"),
+    }
+}
+
+fn request(key: String) -> impl Fn() -> Request<()> {
+    move || {
+        Request::get("/orders/42")
+            .header("x-api-key", key.as_str())
+            .body(())
+            .expect("valid request")
+    }
+}
+
+fn row<S>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    svc: S,
+    make: impl Fn() -> Request<()>,
+    expect: StatusCode,
+) where
+    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone,
+{
+    let status = now(svc.clone().oneshot(make()))
+        .expect("infallible")
+        .status();
+    assert_eq!(status, expect, "{name}");
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            &make,
+            |req| now(black_box(svc.clone()).oneshot(req)),
+            BatchSize::SmallInput,
+        );
+    });
+}
+
+fn issue(store: &MemoryKeyStore, hasher: KeyHasher, owner: &str) -> String {
+    let keys = KeyManager::new(
+        store.clone(),
+        KeyFormat::new("cf_live").expect("prefix"),
+        hasher,
+    );
+    let issued = now(keys.issue(owner, |r| {
+        r.scopes = vec![
+            "orders:read".into(),
+            "orders:write".into(),
+            "users:read".into(),
+        ];
+        r.tenant = Some("acme".into());
+    }))
+    .expect("issue");
+    issued.key().to_owned()
+}
+
+fn bench(c: &mut Criterion) {
+    let format = KeyFormat::new("cf_live").expect("prefix");
+    let store = MemoryKeyStore::new();
+    // A store of realistic size: 10,000 keys.
+    for i in 0..10_000 {
+        let _ = issue(&store, KeyHasher::sha256(), &format!("user-{i}"));
+    }
+    let valid = issue(&store, KeyHasher::sha256(), "alice");
+    let pepper = KeyHasher::sha256()
+        .with_pepper(Pepper::new(1, vec![0x5a; 32]).expect("pepper"))
+        .expect("hasher");
+    let peppered_store = MemoryKeyStore::new();
+    let peppered = issue(&peppered_store, pepper.clone(), "alice");
+
+    let mut typo = valid.clone().into_bytes();
+    let at = typo.len() - 12;
+    typo[at] = if typo[at] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).expect("ascii");
+    let unknown = issue(&MemoryKeyStore::new(), KeyHasher::sha256(), "nobody");
+
+    let layer = AuthenticateLayer::new(ApiKeyAuthenticator::new(
+        format.clone(),
+        KeyHasher::sha256(),
+        store,
+    ));
+    let peppered_layer =
+        AuthenticateLayer::new(ApiKeyAuthenticator::new(format, pepper, peppered_store));
+
+    let fixed: &'static str = Box::leak(valid.clone().into_boxed_str());
+    let static_compare = service_fn(move |req: Request<()>| {
+        let allowed = req
+            .headers()
+            .get("x-api-key")
+            .is_some_and(|v| v.as_bytes() == fixed.as_bytes());
+        async move {
+            let mut res = Response::new(());
+            if !allowed {
+                *res.status_mut() = StatusCode::UNAUTHORIZED;
+            }
+            Ok::<_, Infallible>(res)
+        }
+    });
+
+    let mut group = c.benchmark_group("api_key");
+    row(
+        &mut group,
+        "bare",
+        service_fn(ok),
+        request(valid.clone()),
+        StatusCode::OK,
+    );
+    row(
+        &mut group,
+        "static_compare",
+        static_compare,
+        request(valid.clone()),
+        StatusCode::OK,
+    );
+    row(
+        &mut group,
+        "valid",
+        layer.layer(service_fn(ok)),
+        request(valid),
+        StatusCode::OK,
+    );
+    row(
+        &mut group,
+        "valid_peppered",
+        peppered_layer.layer(service_fn(ok)),
+        request(peppered),
+        StatusCode::OK,
+    );
+    row(
+        &mut group,
+        "checksum_rejected",
+        layer.layer(service_fn(ok)),
+        request(typo),
+        StatusCode::UNAUTHORIZED,
+    );
+    row(
+        &mut group,
+        "unknown_id",
+        layer.layer(service_fn(ok)),
+        request(unknown),
+        StatusCode::UNAUTHORIZED,
+    );
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
