@@ -337,7 +337,10 @@ impl CredentialSource {
                     }
                 }
                 parts.headers.remove(COOKIE);
-                if let (false, Ok(v)) = (rebuilt.is_empty(), HeaderValue::from_bytes(&rebuilt)) {
+                if let (false, Ok(mut v)) = (rebuilt.is_empty(), HeaderValue::from_bytes(&rebuilt))
+                {
+                    // The other cookies may be secrets too: keep the header sensitive.
+                    v.set_sensitive(true);
                     parts.headers.insert(COOKIE, v);
                 }
             }

@@ -227,7 +227,7 @@ async fn every_bad_key_gets_the_same_401_with_its_own_audit_reason() {
         (unknown.key().to_owned(), ErrorKind::UnknownCredential),
         (wrong_secret, ErrorKind::InvalidCredential),
     ];
-    let mut seen: Option<(StatusCode, Vec<(String, Vec<u8>)>, String)> = None;
+    let mut seen: Option<WireResponse> = None;
     for (key, expected) in cases {
         let res = call(&app, "x-api-key", &key).await;
         assert_eq!(kind(&res), Some(expected), "{expected:?}");
@@ -261,6 +261,9 @@ async fn every_bad_key_gets_the_same_401_with_its_own_audit_reason() {
         ]
     );
 }
+
+/// Status, every header (name, bytes) in order, and body.
+type WireResponse = (StatusCode, Vec<(String, Vec<u8>)>, String);
 
 /// `real`'s prefix and id with `other`'s secret, and a recomputed (valid) checksum.
 fn splice(format: &KeyFormat, real: &str, other: &str) -> String {

@@ -78,23 +78,28 @@ fn present<F>(attempt: &Attempt<F>) -> bool {
     !matches!(attempt, Attempt::NoCredential)
 }
 
+fn is_bad_request(error: &Error) -> bool {
+    error.kind().status() == http::StatusCode::BAD_REQUEST
+}
+
 impl<A: Authenticator, B: Authenticator> Authenticator for Or<A, B> {
     type Future = OrFuture<A::Future, B::Future>;
 
     fn authenticate(&self, request: &Parts) -> Attempt<Self::Future> {
+        // Both are asked even when the first refuses: whether a request used two methods must
+        // not depend on whether its first credential is valid, or checked synchronously.
         let first = self.first.authenticate(request);
-        if let Attempt::Rejected(e) = first {
-            return Attempt::Rejected(e);
-        }
         let second = self.second.authenticate(request);
-        if let Attempt::Rejected(e) = second {
-            return Attempt::Rejected(e);
-        }
-        if present(&first) && present(&second) {
-            // RFC 6750 §2: one method per request.
-            return Attempt::Rejected(Error::new(ErrorKind::ConflictingCredentials));
-        }
         match (first, second) {
+            // A malformed request is refused as such, whatever else it carries.
+            (Attempt::Rejected(e), _) | (_, Attempt::Rejected(e)) if is_bad_request(&e) => {
+                Attempt::Rejected(e)
+            }
+            // RFC 6750 §2: one method per request.
+            (first, second) if present(&first) && present(&second) => {
+                Attempt::Rejected(Error::new(ErrorKind::ConflictingCredentials))
+            }
+            (Attempt::Rejected(e), _) | (_, Attempt::Rejected(e)) => Attempt::Rejected(e),
             (Attempt::Authenticated(p), _) | (_, Attempt::Authenticated(p)) => {
                 Attempt::Authenticated(p)
             }

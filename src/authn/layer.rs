@@ -133,8 +133,9 @@ impl<A, R> AuthenticateLayer<A, R> {
         self.map(|s| s.mode = Mode::Optional)
     }
 
-    /// Lets requests with a *bad* credential continue as anonymous, as well as requests without
-    /// one. An unavailable backend is still `503`.
+    /// Lets requests with a *bad* credential (unknown, expired, revoked, forged: the `401`
+    /// cases) continue as anonymous, as well as requests without one. Malformed, duplicated or
+    /// conflicting credentials are still `400`, and an unavailable backend is still `503`.
     ///
     /// # Security
     ///
@@ -176,6 +177,13 @@ impl<A, R> AuthenticateLayer<A, R> {
 
     /// Removes the credential (header, query parameter, cookie) from the request before the
     /// inner service sees it. Off by default.
+    ///
+    /// # Security
+    ///
+    /// Only what is inside this layer is cleaned. axum's `Router` records the request URI in its
+    /// `OriginalUri` extension *before* layers added with `Router::layer` run, so a query
+    /// credential survives there; to strip query credentials, wrap the whole router instead
+    /// (`AuthenticateLayer::new(..).layer(router)`) or keep keys out of URLs.
     pub fn strip_credentials(self, strip: bool) -> Self {
         self.map(|s| s.strip = strip)
     }

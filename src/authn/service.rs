@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use http::header::{CACHE_CONTROL, HeaderValue};
 use http::request::Parts;
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use tower_service::Service;
 
 use super::future::ResponseFuture;
@@ -119,7 +119,8 @@ impl<A, R> Shared<A, R> {
             if error.retry_after().is_none() {
                 error = error.with_retry_after(self.unavailable_retry_after);
             }
-        } else if self.mode == Mode::InvalidAsAnonymous {
+        } else if self.mode == Mode::InvalidAsAnonymous && kind.status() == StatusCode::UNAUTHORIZED
+        {
             tracing::debug!(
                 reason = kind.as_str(),
                 "credential refused; continuing as anonymous (dangerous mode)"

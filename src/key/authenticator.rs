@@ -198,10 +198,10 @@ fn check_key<C: Clock>(
     }
     let now = clock.unix_seconds();
     record.check_usable(now).map_err(reject)?;
-    if let Some(hook) = last_use {
-        if record.claim_last_use(now, LAST_USE_INTERVAL_SECS) {
-            hook(id, now);
-        }
+    if let Some(hook) = last_use
+        && record.claim_last_use(now, LAST_USE_INTERVAL_SECS)
+    {
+        hook(id, now);
     }
     Ok(record.principal())
 }
@@ -319,16 +319,15 @@ where
         let found = match this.lookup.poll(cx) {
             Poll::Ready(found) => found,
             Poll::Pending => {
-                if let Some(deadline) = this.deadline.as_mut().as_pin_mut() {
-                    if deadline.poll(cx).is_ready() {
-                        let scheme = this.pending.as_ref().map(|p| p.scheme);
-                        this.pending.take();
-                        let error = Error::timeout(*this.timeout);
-                        return Poll::Ready(Err(match scheme {
-                            Some(s) => error.with_scheme(s),
-                            None => error,
-                        }));
-                    }
+                if let Some(deadline) = this.deadline.as_mut().as_pin_mut()
+                    && deadline.poll(cx).is_ready()
+                {
+                    let scheme = this.pending.take().map(|p| p.scheme);
+                    let error = Error::timeout(*this.timeout);
+                    return Poll::Ready(Err(match scheme {
+                        Some(s) => error.with_scheme(s),
+                        None => error,
+                    }));
                 }
                 return Poll::Pending;
             }

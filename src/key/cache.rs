@@ -156,10 +156,11 @@ impl Fill {
         if shard.generation.load(Ordering::SeqCst) != self.generation {
             return; // invalidated while we were looking
         }
-        if map.len() >= self.per_shard && !map.contains_key(&*self.id) {
-            if let Some(victim) = map.keys().next().cloned() {
-                map.remove(&victim);
-            }
+        if map.len() >= self.per_shard
+            && !map.contains_key(&*self.id)
+            && let Some(victim) = map.keys().next().cloned()
+        {
+            map.remove(&victim);
         }
         map.insert(
             self.id.clone(),
