@@ -586,7 +586,7 @@ mod axum_extractor {
     /// async fn whoami(principal: Principal) -> String {
     ///     principal.subject().to_owned()
     /// }
-    /// # let _ = axum::routing::get(whoami);
+    /// # let _: axum::routing::MethodRouter = axum::routing::get(whoami);
     /// ```
     impl<S: Send + Sync> FromRequestParts<S> for Principal {
         type Rejection = PrincipalRejection;
@@ -620,7 +620,7 @@ mod axum_extractor {
     ///         None => "hello stranger".to_owned(),
     ///     }
     /// }
-    /// # let _ = axum::routing::get(greet);
+    /// # let _: axum::routing::MethodRouter = axum::routing::get(greet);
     /// ```
     impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
         type Rejection = PrincipalRejection;

@@ -10,7 +10,7 @@
 //!   list, last use; off the request path): [`MemoryKeyStore`] is the embedded default;
 //!   [`CachingKeyStore`] bounds the load on a remote store.
 //! - [`ApiKeyAuthenticator`]: reads `X-API-Key` or `Authorization: Bearer` and produces a
-//!   [`Principal`](crate::Principal) of kind [`ApiKey`](crate::CredentialKind::ApiKey).
+//!   [`Principal`] of kind [`ApiKey`](crate::CredentialKind::ApiKey).
 //!
 //! Unknown, revoked, expired, suspended and pending keys and wrong secrets all get the same `401`;
 //! the audit reason ([`ErrorKind`]) differs. A store that fails or times out (default 2 s) gives
@@ -58,6 +58,8 @@ mod generate;
 mod hash;
 mod manager;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -74,6 +76,8 @@ pub use self::generate::{IssuedKey, KeyGenerator};
 pub use self::hash::{HashVersion, KeyHash, KeyHasher, Pepper};
 pub use self::manager::KeyManager;
 pub use self::memory::MemoryKeyStore;
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresFuture, PostgresKeyStore};
 
 use crate::error::{Error, ErrorKind};
 use crate::principal::{CredentialKind, Principal};
