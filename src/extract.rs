@@ -387,6 +387,19 @@ fn checked(raw: &[u8], max_len: usize, scheme: Scheme) -> Result<&str, Error> {
         .map_err(|_| Error::new(ErrorKind::MalformedCredential).with_scheme(scheme))
 }
 
+/// The bytes of a `b64token` body (everything but the trailing `=`).
+static B64TOKEN_BODY: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] =
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        i += 1;
+    }
+    table
+};
+
 /// RFC 6750 §2.1 `b64token` (RFC 9110 `token68`).
 #[must_use]
 pub fn is_b64token(raw: &[u8]) -> bool {
@@ -394,7 +407,7 @@ pub fn is_b64token(raw: &[u8]) -> bool {
     body_len > 0
         && raw[..body_len]
             .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+            .all(|&b| B64TOKEN_BODY[usize::from(b)])
 }
 
 /// `application/x-www-form-urlencoded` value decoding: `+` is a space, `%XX` a byte.
@@ -576,9 +589,21 @@ impl CredentialExtractor {
 /// tracing and HPACK indexing never expose them.
 pub(crate) fn mark_sensitive(headers: &mut HeaderMap, names: &[HeaderName]) {
     for name in names {
-        if let Entry::Occupied(mut entry) = headers.entry(name) {
-            for value in entry.iter_mut() {
-                value.set_sensitive(true);
+        let mut values = headers.get_all(name).iter();
+        match (values.next().is_some(), values.next().is_some()) {
+            (false, _) => {}
+            // The usual case: one field, changed in place without touching the map's layout.
+            (true, false) => {
+                if let Some(value) = headers.get_mut(name) {
+                    value.set_sensitive(true);
+                }
+            }
+            (true, true) => {
+                if let Entry::Occupied(mut entry) = headers.entry(name) {
+                    for value in entry.iter_mut() {
+                        value.set_sensitive(true);
+                    }
+                }
             }
         }
     }
@@ -653,6 +678,28 @@ mod tests {
                 "{h:?}"
             );
         }
+    }
+
+    #[test]
+    fn b64token_table_matches_the_grammar() {
+        for b in 0u8..=255 {
+            let expected = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+            assert_eq!(is_b64token(&[b]), expected, "{b:#x}");
+        }
+    }
+
+    #[test]
+    fn repeated_credential_headers_are_all_marked_sensitive() {
+        let mut h = HeaderMap::new();
+        h.append("x-api-key", HeaderValue::from_static("a"));
+        h.append("x-api-key", HeaderValue::from_static("b"));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer c"));
+        mark_sensitive(
+            &mut h,
+            &[HeaderName::from_static("x-api-key"), AUTHORIZATION, COOKIE],
+        );
+        assert!(h.get_all("x-api-key").iter().all(HeaderValue::is_sensitive));
+        assert!(h[AUTHORIZATION].is_sensitive());
     }
 
     #[test]

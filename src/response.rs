@@ -107,7 +107,8 @@ fn is_scope_char(b: u8) -> bool {
 ///
 /// Every header value is built once, when the layer is built. The `Authenticate` layer puts its
 /// `Challenges` into the request's extensions so that later stages (authorization, the
-/// `Principal` extractor) challenge exactly as it does.
+/// `Principal` extractor) challenge exactly as it does; it leaves them out when they are the
+/// default (`Bearer realm="api"`), which is what later stages assume when none are present.
 #[derive(Clone)]
 pub struct Challenges {
     inner: Arc<ChallengesInner>,
@@ -182,6 +183,15 @@ impl Challenges {
                 schemes: unique.into_boxed_slice(),
             }),
         })
+    }
+
+    /// `true` when these are the [default](Self::default_bearer) challenges.
+    #[must_use]
+    pub fn is_default(&self) -> bool {
+        let d = &*DEFAULT_CHALLENGES.inner;
+        let me = &*self.inner;
+        Arc::ptr_eq(&self.inner, &DEFAULT_CHALLENGES.inner)
+            || (me.realm == d.realm && me.describe == d.describe && me.schemes == d.schemes)
     }
 
     /// The challenges used where no `Authenticate` layer said otherwise: `Bearer realm="api"`.

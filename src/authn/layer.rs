@@ -29,6 +29,8 @@ pub(crate) struct Shared<A, R> {
     pub(crate) realm: Box<str>,
     pub(crate) describe: bool,
     pub(crate) challenges: Challenges,
+    /// `false` when `challenges` are the default: nothing to tell later stages.
+    pub(crate) insert_challenges: bool,
     pub(crate) sources: Box<[CredentialSource]>,
     pub(crate) sensitive: Box<[HeaderName]>,
     pub(crate) has_query_source: bool,
@@ -47,6 +49,7 @@ impl<A, R> Clone for Shared<A, R> {
             realm: self.realm.clone(),
             describe: self.describe,
             challenges: self.challenges.clone(),
+            insert_challenges: self.insert_challenges,
             sources: self.sources.clone(),
             sensitive: self.sensitive.clone(),
             has_query_source: self.has_query_source,
@@ -87,6 +90,7 @@ impl<A: Authenticator> AuthenticateLayer<A> {
                 mode: Mode::Required,
                 realm: "api".into(),
                 describe: false,
+                insert_challenges: !challenges.is_default(),
                 challenges,
                 has_query_source: sources.iter().any(CredentialSource::is_query),
                 sensitive: sensitive.into(),
@@ -158,6 +162,7 @@ impl<A, R> AuthenticateLayer<A, R> {
         let mut shared = Arc::unwrap_or_clone(self.shared);
         shared.realm = realm.into();
         shared.challenges = Self::rebuild_challenges(&shared)?;
+        shared.insert_challenges = !shared.challenges.is_default();
         Ok(Self {
             shared: Arc::new(shared),
         })
@@ -170,6 +175,7 @@ impl<A, R> AuthenticateLayer<A, R> {
         self.map(|s| {
             s.describe = describe;
             if let Ok(c) = Self::rebuild_challenges(s) {
+                s.insert_challenges = !c.is_default();
                 s.challenges = c;
             }
         })
@@ -215,6 +221,7 @@ impl<A, R> AuthenticateLayer<A, R> {
                 realm: s.realm,
                 describe: s.describe,
                 challenges: s.challenges,
+                insert_challenges: s.insert_challenges,
                 sources: s.sources,
                 sensitive: s.sensitive,
                 has_query_source: s.has_query_source,

@@ -94,7 +94,9 @@ impl<A, R> Shared<A, R> {
                 span.record("credential_id", id);
             }
         }
-        parts.extensions.insert(self.challenges.clone());
+        if self.insert_challenges {
+            parts.extensions.insert(self.challenges.clone());
+        }
         parts.extensions.insert(principal);
         (Request::from_parts(parts, body), cache_private)
     }
