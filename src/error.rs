@@ -30,15 +30,28 @@ use crate::response::Scheme;
 /// Why a request was rejected. Cheap to clone; never holds a credential.
 ///
 /// See the [module docs](crate::error) for how it reaches the audit log.
-#[derive(Clone, thiserror::Error)]
-#[error("{kind}")]
+#[derive(Clone)]
 pub struct Error {
     kind: ErrorKind,
     scheme: Option<Scheme>,
     scope: Option<Arc<str>>,
     retry_after: Option<Duration>,
-    #[source]
     source: Option<Arc<dyn StdError + Send + Sync>>,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.kind, f)
+    }
+}
+
+impl StdError for Error {
+    /// The cause itself (not the `Arc` around it), so `downcast_ref` on it works.
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
 }
 
 impl Error {
@@ -208,6 +221,19 @@ pub enum ErrorKind {
     SuspendedCredential,
     /// The credential awaits approval.
     PendingCredential,
+    /// A token's signature does not verify with the key its issuer and `kid` select.
+    InvalidSignature,
+    /// A token's algorithm is not one the selected key may be used with (`none`, an unknown
+    /// `alg`, or RS256 where only PS256 is configured: RFC 8725 §3.1).
+    UnsupportedAlgorithm,
+    /// A token's issuer (`iss`) is missing, not a string, or not a configured issuer.
+    InvalidIssuer,
+    /// A token's audience (`aud`) is missing, of the wrong JSON type, or not ours.
+    InvalidAudience,
+    /// A token's claims or header break a rule: a claim of the wrong JSON type, a missing
+    /// required claim, `iat` in the future, a lifetime over the maximum, the wrong `typ`, an
+    /// unsupported `crit`, `zip` or `cnf`, or a custom check.
+    InvalidClaims,
 
     // --- 403: authenticated, but not allowed ---
     /// The principal lacks a required scope (RFC 6750 `insufficient_scope`).
@@ -275,6 +301,11 @@ impl ErrorKind {
         Self::RevokedCredential,
         Self::SuspendedCredential,
         Self::PendingCredential,
+        Self::InvalidSignature,
+        Self::UnsupportedAlgorithm,
+        Self::InvalidIssuer,
+        Self::InvalidAudience,
+        Self::InvalidClaims,
         Self::InsufficientScope,
         Self::InsufficientRole,
         Self::PolicyDenied,
@@ -306,7 +337,12 @@ impl ErrorKind {
             | Self::CredentialNotYetValid
             | Self::RevokedCredential
             | Self::SuspendedCredential
-            | Self::PendingCredential => StatusCode::UNAUTHORIZED,
+            | Self::PendingCredential
+            | Self::InvalidSignature
+            | Self::UnsupportedAlgorithm
+            | Self::InvalidIssuer
+            | Self::InvalidAudience
+            | Self::InvalidClaims => StatusCode::UNAUTHORIZED,
             Self::InsufficientScope | Self::InsufficientRole | Self::PolicyDenied => {
                 StatusCode::FORBIDDEN
             }
@@ -333,7 +369,12 @@ impl ErrorKind {
             | Self::CredentialNotYetValid
             | Self::RevokedCredential
             | Self::SuspendedCredential
-            | Self::PendingCredential => Some(BearerError::InvalidToken),
+            | Self::PendingCredential
+            | Self::InvalidSignature
+            | Self::UnsupportedAlgorithm
+            | Self::InvalidIssuer
+            | Self::InvalidAudience
+            | Self::InvalidClaims => Some(BearerError::InvalidToken),
             Self::InsufficientScope => Some(BearerError::InsufficientScope),
             Self::MissingCredential
             | Self::AuthenticationRequired
@@ -383,6 +424,11 @@ impl ErrorKind {
             Self::RevokedCredential => "revoked_credential",
             Self::SuspendedCredential => "suspended_credential",
             Self::PendingCredential => "pending_credential",
+            Self::InvalidSignature => "invalid_signature",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::InvalidIssuer => "invalid_issuer",
+            Self::InvalidAudience => "invalid_audience",
+            Self::InvalidClaims => "invalid_claims",
             Self::InsufficientScope => "insufficient_scope",
             Self::InsufficientRole => "insufficient_role",
             Self::PolicyDenied => "policy_denied",
@@ -450,6 +496,13 @@ mod tests {
                 other => panic!("unexpected status {other} for {kind:?}"),
             }
         }
+    }
+
+    #[test]
+    fn source_downcasts_to_the_original_cause() {
+        let e = Error::new(ErrorKind::InvalidCredential).with_source(TimedOut(Duration::from_secs(1)));
+        let src = StdError::source(&e).expect("source");
+        assert!(src.downcast_ref::<TimedOut>().is_some());
     }
 
     #[test]
