@@ -500,7 +500,8 @@ mod tests {
 
     #[test]
     fn source_downcasts_to_the_original_cause() {
-        let e = Error::new(ErrorKind::InvalidCredential).with_source(TimedOut(Duration::from_secs(1)));
+        let e =
+            Error::new(ErrorKind::InvalidCredential).with_source(TimedOut(Duration::from_secs(1)));
         let src = StdError::source(&e).expect("source");
         assert!(src.downcast_ref::<TimedOut>().is_some());
     }

@@ -7,9 +7,13 @@
 mod macros;
 
 pub mod authn;
+#[cfg(feature = "authz")]
+pub mod authz;
 pub mod clock;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 #[cfg(feature = "key")]
 pub mod key;
 pub mod principal;
@@ -20,3 +24,8 @@ pub mod test_support;
 
 pub use crate::error::{ConfigError, Error, ErrorKind};
 pub use crate::principal::{CredentialKind, Principal};
+
+/// Compiles the README's example as a doctest, so it cannot drift from the API.
+#[cfg(all(doctest, feature = "axum", feature = "key"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

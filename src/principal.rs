@@ -359,8 +359,16 @@ impl NameSet {
     /// `true` when `name` is in the set. `O(log n)`.
     #[must_use]
     pub fn contains(&self, name: &str) -> bool {
+        // Bytes, not `str`: the same order (str orders by bytes) without char-boundary checks.
+        let bytes = self.buf.as_bytes();
+        let name = name.as_bytes();
         self.spans
-            .binary_search_by(|&span| self.get(span).cmp(name))
+            .binary_search_by(|&(start, end)| {
+                bytes
+                    .get(start as usize..end as usize)
+                    .unwrap_or_default()
+                    .cmp(name)
+            })
             .is_ok()
     }
 
