@@ -141,6 +141,9 @@ pub trait Authenticator: Send + Sync + 'static {
     type Future: Future<Output = Result<Principal, Error>> + Send + 'static;
 
     /// Looks at the request head and decides, or starts a verification.
+    ///
+    /// The head is as the client sent it: credential headers are not marked sensitive yet (the
+    /// layer marks them on the requests it forwards), so never log `request.headers`.
     fn authenticate(&self, request: &Parts) -> Attempt<Self::Future>;
 
     /// Where this authenticator reads credentials, in the order it tries them. Called once, when

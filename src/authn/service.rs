@@ -84,8 +84,12 @@ impl<A, R> Shared<A, R> {
         principal: Principal,
     ) -> (Request<B>, bool) {
         let cache_private = self.has_query_source && query_present(&parts, &self.sources);
+        // Only forwarded requests are marked (or stripped): a refused request is dropped here and
+        // no inner service ever sees its headers.
         if self.strip {
             strip_all(&mut parts, &self.sources);
+        } else {
+            mark_sensitive(&mut parts.headers, &self.sensitive);
         }
         let span = tracing::Span::current();
         if !span.is_disabled() {
@@ -179,10 +183,10 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
         let (mut parts, body) = req.into_parts();
-        mark_sensitive(&mut parts.headers, &shared.sensitive);
 
         if shared.cors_preflight && is_cors_preflight(&parts) {
             shared.counters.preflight();
+            mark_sensitive(&mut parts.headers, &shared.sensitive);
             return ResponseFuture::forward(
                 self.inner.call(Request::from_parts(parts, body)),
                 false,
