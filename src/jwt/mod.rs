@@ -101,6 +101,9 @@
 mod authenticator;
 mod claims;
 mod crypto;
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub mod jwks;
 mod key_source;
 mod keys;
 mod validation;
@@ -111,6 +114,9 @@ pub use self::authenticator::{
 };
 pub use self::claims::{ClaimPath, Claims};
 pub use self::crypto::CryptoBackend;
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub use self::jwks::{JwksError, JwksKeySource, JwksKeySourceBuilder, JwksStats};
 pub use self::key_source::{KeyFuture, KeyLookup, KeyQuery, KeySource, StaticKeys};
 pub use self::keys::{ALL_ALGORITHMS, AlgorithmSet, VerificationKey};
 pub use self::validation::{DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, Issuer};
