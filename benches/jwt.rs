@@ -1,14 +1,45 @@
 //! The JWT layer against its floor, raw `jsonwebtoken::decode` with a prebuilt `Validation`.
 //!
-//! Driven like `benches/authenticate.rs`: clone + `oneshot`, polled once with a noop waker.
-//! The floor uses jsonwebtoken's process-global provider, which this bench binary installs
-//! explicitly (aws-lc-rs when compiled in) before anything else runs; the layer never uses it.
-//! Tokens carry 3 scopes and 2 roles; a bad signature flips one low-order byte (STYLE §10).
+//! Rows, in one group: `bare` (the inner service alone, driven like the layer rows), then per
+//! algorithm `jsonwebtoken_decode/{valid,bad_signature}` (the floor: the same token, decoded
+//! into a claims struct holding what the layer maps, `iss` and `aud` checked, `exp` required)
+//! and `layer/{valid,bad_signature}` (the `Authenticate` layer with the JWT authenticator in
+//! front of the bare service: extraction, verification, claim rules, the `Principal` with 3
+//! scopes and 2 roles, and the response). So `layer - jsonwebtoken_decode` includes what the
+//! `Authenticate` layer and the service cost (`bare` and `benches/authenticate.rs`).
+//!
+//! Layer rows clone + `oneshot` a request built outside the timed routine (`iter_batched`),
+//! polled once with a noop waker. The floor uses jsonwebtoken's process-global provider, which
+//! this bench binary installs explicitly (aws-lc-rs when compiled in) before anything else
+//! runs; the layer never uses it. A bad signature flips one low-order byte (STYLE §10).
+//!
+//! ```text
+//! cargo bench --bench jwt -- --warm-up-time 1 --measurement-time 3
+//! ```
+//!
+//! # Instruction counts (callgrind)
+//!
+//! Wall-clock medians of RS256 move by hundreds of nanoseconds between runs on a busy VM;
+//! instruction counts do not. The same binary runs one row `N` times when called with
+//! `--callgrind <row> [N]` (default 1000), requests built before and responses dropped after
+//! the measured function, which `--toggle-collect` isolates:
+//!
+//! ```text
+//! cargo bench --bench jwt --no-run        # prints target/release/deps/jwt-<hash>
+//! valgrind --tool=callgrind --toggle-collect='*callgrind_measured*' \
+//!     --callgrind-out-file=/tmp/cg.out target/release/deps/jwt-<hash> --callgrind RS256/layer/valid 200
+//! callgrind_annotate /tmp/cg.out | grep 'PROGRAM TOTALS'   # instructions / 200 = per token
+//! ```
+//!
+//! `--callgrind ?` lists the rows. Compare `<alg>/layer/<case>` with
+//! `<alg>/jsonwebtoken_decode/<case>`; `callgrind_annotate --inclusive=yes` shows where the
+//! difference goes.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use base64::Engine;
@@ -18,7 +49,7 @@ use credentialflow::clock::{Clock, FakeClock};
 use credentialflow::jwt::{
     Algorithm, ClaimPath, CryptoBackend, Issuer, JwtAuthenticator, VerificationKey,
 };
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
 use http::{Request, Response, StatusCode};
 use jsonwebtoken::{DecodingKey, EncodingKey, Validation};
 use serde::Deserialize;
@@ -104,7 +135,22 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn bench(c: &mut Criterion) {
+/// One benchmarked row: a raw `decode` (no per-iteration input) or a request through a service
+/// (the request is built outside the measured routine, as in `benches/authenticate.rs`).
+enum Routine {
+    Raw(Box<dyn Fn() -> bool>),
+    Service(
+        Box<dyn Fn() -> Request<()>>,
+        Box<dyn Fn(Request<()>) -> StatusCode>,
+    ),
+}
+
+struct Row {
+    name: String,
+    routine: Routine,
+}
+
+fn rows() -> Vec<Row> {
     let backend = CryptoBackend::default_backend().expect("a crypto backend");
     // The floor's global provider, installed once, explicitly: never by the layer.
     let _ = backend.provider().install_default();
@@ -114,7 +160,23 @@ fn bench(c: &mut Criterion) {
         "iss": ISS, "aud": AUD, "sub": "bench-user", "iat": clock.unix_seconds(), "exp": exp,
         "jti": "bench-token-1", "scope": "orders:read orders:write profile", "roles": ["admin", "ops"],
     });
-    let mut group = c.benchmark_group("jwt");
+    let mut rows = Vec::new();
+    let bare = service_fn(ok);
+    let request = |value: String| {
+        move || {
+            Request::get("/orders/42")
+                .header("authorization", value.as_str())
+                .body(())
+                .expect("request")
+        }
+    };
+    rows.push(Row {
+        name: "bare".to_owned(),
+        routine: Routine::Service(
+            Box::new(request("Bearer a.b.c".to_owned())),
+            Box::new(move |req| now(bare.oneshot(req)).expect("infallible").status()),
+        ),
+    });
     for case in cases() {
         let name = format!("{:?}", case.alg);
         let header = serde_json::json!({"alg": name, "typ": "JWT"});
@@ -135,17 +197,24 @@ fn bench(c: &mut Criterion) {
         validation.set_issuer(&[ISS]);
         validation.set_audience(&[AUD]);
         validation.validate_exp = false; // as the layer: time comes from our clock, not jsonwebtoken's
-        assert!(jsonwebtoken::decode::<UserClaims>(&token, &case.decoding, &validation).is_ok());
-        group.bench_function(format!("{name}/jsonwebtoken_decode/valid"), |b| {
-            b.iter(|| {
-                jsonwebtoken::decode::<UserClaims>(black_box(&token), &case.decoding, &validation)
-            })
-        });
-        group.bench_function(format!("{name}/jsonwebtoken_decode/bad_signature"), |b| {
-            b.iter(|| {
-                jsonwebtoken::decode::<UserClaims>(black_box(&forged), &case.decoding, &validation)
-            })
-        });
+        let validation = Arc::new(validation);
+        let decoding = Arc::new(case.decoding);
+        assert!(jsonwebtoken::decode::<UserClaims>(&token, &decoding, &validation).is_ok());
+        assert!(jsonwebtoken::decode::<UserClaims>(&forged, &decoding, &validation).is_err());
+        for (label, token) in [("valid", token.clone()), ("bad_signature", forged.clone())] {
+            let (decoding, validation) = (Arc::clone(&decoding), Arc::clone(&validation));
+            rows.push(Row {
+                name: format!("{name}/jsonwebtoken_decode/{label}"),
+                routine: Routine::Raw(Box::new(move || {
+                    black_box(jsonwebtoken::decode::<UserClaims>(
+                        black_box(&token),
+                        &decoding,
+                        &validation,
+                    ))
+                    .is_ok()
+                })),
+            });
+        }
 
         let authenticator = JwtAuthenticator::builder()
             .issuer(
@@ -163,30 +232,104 @@ fn bench(c: &mut Criterion) {
             ("valid", &token, StatusCode::OK),
             ("bad_signature", &forged, StatusCode::UNAUTHORIZED),
         ] {
-            let value = format!("Bearer {token}");
-            let request = || {
-                Request::get("/orders/42")
-                    .header("authorization", value.as_str())
-                    .body(())
-                    .expect("request")
-            };
+            let make = request(format!("Bearer {token}"));
+            let service = service.clone();
             assert_eq!(
-                now(service.clone().oneshot(request()))
+                now(service.clone().oneshot(make()))
                     .expect("infallible")
                     .status(),
                 status
             );
-            group.bench_function(format!("{name}/layer/{label}"), |b| {
-                b.iter_batched(
-                    request,
-                    |req| now(service.clone().oneshot(req)),
-                    BatchSize::SmallInput,
-                )
+            rows.push(Row {
+                name: format!("{name}/layer/{label}"),
+                routine: Routine::Service(
+                    Box::new(make),
+                    Box::new(move |req| {
+                        now(service.clone().oneshot(req))
+                            .expect("infallible")
+                            .status()
+                    }),
+                ),
             });
         }
+    }
+    rows
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("jwt");
+    for row in rows() {
+        match &row.routine {
+            Routine::Raw(run) => group.bench_function(&row.name, |b| b.iter(run)),
+            Routine::Service(make, run) => group.bench_function(&row.name, |b| {
+                b.iter_batched(make, run, BatchSize::SmallInput)
+            }),
+        };
     }
     group.finish();
 }
 
+/// Runs `iterations` of one row, then nothing else: for `valgrind --tool=callgrind
+/// --toggle-collect=*callgrind_measured*`, whose instruction count divided by `iterations` is
+/// the row's cost per token. Requests are built before and responses dropped after the
+/// measured loop, as criterion's `iter_batched` does.
+fn callgrind(name: &str, iterations: usize) {
+    let Some(row) = rows().into_iter().find(|r| r.name == name) else {
+        eprintln!("no row {name:?}; rows:");
+        for row in rows() {
+            eprintln!("  {}", row.name);
+        }
+        std::process::exit(2);
+    };
+    // One warm-up call, outside the measured function: lazy statics, first allocations.
+    match &row.routine {
+        Routine::Raw(run) => {
+            black_box(run());
+        }
+        Routine::Service(make, run) => {
+            black_box(run(make()));
+        }
+    }
+    let mut out = Vec::with_capacity(iterations);
+    match &row.routine {
+        Routine::Raw(run) => callgrind_measured_raw(run, iterations, &mut out),
+        Routine::Service(make, run) => {
+            let requests: Vec<Request<()>> = (0..iterations).map(|_| make()).collect();
+            callgrind_measured_service(run, requests, &mut out);
+        }
+    }
+    black_box(out);
+    println!("{name}: {iterations} iterations measured");
+}
+
+#[inline(never)]
+fn callgrind_measured_raw(run: &dyn Fn() -> bool, iterations: usize, out: &mut Vec<u16>) {
+    for _ in 0..iterations {
+        out.push(u16::from(run()));
+    }
+}
+
+#[inline(never)]
+fn callgrind_measured_service(
+    run: &dyn Fn(Request<()>) -> StatusCode,
+    requests: Vec<Request<()>>,
+    out: &mut Vec<u16>,
+) {
+    for request in requests {
+        out.push(run(request).as_u16());
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--callgrind") {
+        let name = args.get(i + 1).map_or("", String::as_str);
+        let iterations = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(1000);
+        callgrind(name, iterations);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1169,3 +1169,75 @@ proptest::proptest! {
         })?;
     }
 }
+
+#[tokio::test]
+async fn with_one_issuer_iss_is_checked_after_the_signature_with_the_same_reasons() {
+    let clock = clock();
+    let app = app(issuer(Algorithm::ES256), &clock);
+    let mut c = claims(&clock);
+    c["iss"] = json!("https://other.example");
+    // Signed by our own key but claiming another issuer: refused once verified.
+    assert_refused(
+        &call(&app, &sign(Algorithm::ES256, &c)).await,
+        JwtRejection::UnknownIssuer,
+    );
+    // Claiming another issuer with a signature that does not verify: the signature is what
+    // fails first (nothing of the payload is trusted or even parsed before it).
+    assert_refused(
+        &call(&app, &flip_last_signature_byte(&sign(Algorithm::ES256, &c))).await,
+        JwtRejection::BadSignature,
+    );
+    c.as_object_mut().unwrap().remove("iss");
+    assert_refused(
+        &call(&app, &sign(Algorithm::ES256, &c)).await,
+        JwtRejection::MissingIssuer,
+    );
+    c["iss"] = json!(7);
+    assert_refused(
+        &call(&app, &sign(Algorithm::ES256, &c)).await,
+        JwtRejection::IssuerNotString,
+    );
+    // A payload not valid JSON, validly signed.
+    let input = format!(
+        "{}.{}",
+        B64.encode(br#"{"alg":"ES256"}"#),
+        B64.encode(b"{not json")
+    );
+    let signer = (provider().signer_factory)(&Algorithm::ES256, &signing_key(Algorithm::ES256))
+        .expect("signer");
+    let sig = signer.try_sign(input.as_bytes()).expect("sign");
+    assert_refused(
+        &call(&app, &format!("{input}.{}", B64.encode(sig))).await,
+        JwtRejection::MalformedPayload,
+    );
+}
+
+#[tokio::test]
+async fn large_payloads_decode_on_the_heap_and_verify_the_same() {
+    let clock = clock();
+    let app = app(issuer(Algorithm::HS256), &clock);
+    let mut c = claims(&clock);
+    // Well over the 2 KiB decoded on the stack, under the 8 KiB token limit.
+    c["groups"] = json!(
+        (0..200)
+            .map(|i| format!("group-{i:04}"))
+            .collect::<Vec<_>>()
+    );
+    let token = sign(Algorithm::HS256, &c);
+    assert!(token.len() > 3000 && token.len() < 8192, "{}", token.len());
+    let ok = call(&app, &token).await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.reason);
+    assert_eq!(
+        ok.body,
+        "alice|orders:read orders:write profile|admin ops|acme|token-1"
+    );
+    assert_refused(
+        &call(&app, &flip_last_signature_byte(&token)).await,
+        JwtRejection::BadSignature,
+    );
+    c["scope"] = json!(["not", "a", "string"]);
+    assert_refused(
+        &call(&app, &sign(Algorithm::HS256, &c)).await,
+        JwtRejection::WrongClaimType,
+    );
+}

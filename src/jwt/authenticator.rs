@@ -15,7 +15,9 @@ use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 
-use super::claims::{ClaimPath, Claims, RawObject, as_numeric_date, as_str, as_strings, lookup};
+use serde_json::value::RawValue;
+
+use super::claims::{Claims, RawObject, as_numeric_date, as_str, as_strings, lookup};
 use super::crypto::CryptoBackend;
 use super::key_source::{KeyFuture, KeyLookup, KeyQuery, KeySource};
 use super::keys::VerificationKey;
@@ -419,11 +421,26 @@ impl<C: fmt::Debug> fmt::Debug for JwtAuthenticator<C> {
     }
 }
 
+/// The three segments of a JWS compact serialization (header, payload, signature): exactly
+/// two dots, a non-empty header. `None` for anything else.
+fn split_jws(value: &str) -> Option<(&str, &str, &str)> {
+    // `find`/`rfind` of one ASCII byte are memchr scans: a few instructions per 8 bytes.
+    let first = value.find('.')?;
+    let last = value.rfind('.')?;
+    if first == 0 || first == last {
+        return None;
+    }
+    let payload = value.get(first + 1..last)?;
+    if payload.contains('.') {
+        return None;
+    }
+    Some((value.get(..first)?, payload, value.get(last + 1..)?))
+}
+
 /// `true` for what may be a JWS compact serialization: exactly three segments, the first not
 /// empty. Anything else is not this authenticator's kind (an API key may be).
 fn looks_like_jws(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    bytes.iter().filter(|b| **b == b'.').count() == 2 && bytes.first() != Some(&b'.')
+    split_jws(value).is_some()
 }
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -448,6 +465,10 @@ struct RawHeader<'a> {
 
 /// The largest header we decode, on the stack.
 const MAX_HEADER: usize = 1024;
+
+/// Payloads up to this size are decoded on the stack; longer ones (up to the token size
+/// limit) on the heap.
+const STACK_PAYLOAD: usize = 2048;
 
 enum Progress {
     Verified(Verified),
@@ -475,12 +496,17 @@ impl<C: Clock> Shared<C> {
         if token.len() > self.max_len {
             return Err(fail(Reject::TooLarge));
         }
-        let (signing_input, signature_b64) =
-            token.rsplit_once('.').ok_or(fail(Reject::Malformed))?;
-        let (header_b64, payload_b64) = signing_input
+        // `looks_like_jws` already refused a fourth segment; a dot left in the payload (when
+        // called through `verify`) fails its base64 decoding below, as `Malformed` too.
+        let (header_b64, payload_b64, signature_b64) = token
             .split_once('.')
-            .filter(|(h, p)| !h.is_empty() && !p.contains('.'))
-            .ok_or(fail(Reject::Malformed))?;
+            .and_then(|(header, rest)| {
+                let (payload, signature) = rest.rsplit_once('.')?;
+                Some((header, payload, signature))
+            })
+            .filter(|(header, _, _)| !header.is_empty())
+            .ok_or_else(|| fail(Reject::Malformed))?;
+        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
 
         let mut header_buf = [0u8; MAX_HEADER];
         if header_b64.len() > MAX_HEADER / 3 * 4 {
@@ -489,60 +515,122 @@ impl<C: Clock> Shared<C> {
         let header_len = URL_SAFE_NO_PAD
             .decode_slice(header_b64, &mut header_buf)
             .map_err(|_| fail(Reject::Malformed))?;
-        let header: RawHeader<'_> = serde_json::from_slice(&header_buf[..header_len])
+        let header_text = std::str::from_utf8(&header_buf[..header_len])
             .map_err(|_| fail(Reject::MalformedHeader))?;
+        let header: RawHeader<'_> =
+            serde_json::from_str(header_text).map_err(|_| fail(Reject::MalformedHeader))?;
         if header.enc {
             return Err(fail(Reject::Encrypted));
         }
         let alg =
             Algorithm::from_str(&header.alg).map_err(|_| fail(Reject::UnsupportedAlgorithm))?;
 
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload_b64)
-            .map_err(|_| fail(Reject::Malformed))?;
-        let claims = RawObject::parse(&payload).ok_or(fail(Reject::MalformedPayload))?;
-        let iss_raw = claims.get("iss").ok_or(fail(Reject::MissingIssuer))?;
-        let iss = as_str(iss_raw).map_err(|()| fail(Reject::IssuerNotString))?;
-        let (index, entry) = self
-            .issuers
-            .iter()
-            .enumerate()
-            .find(|(_, e)| *e.rules.issuer == *iss)
-            .ok_or(fail(Reject::UnknownIssuer))?;
+        // Decoded once, on the stack when it fits (almost every token).
+        let mut stack = [0u8; STACK_PAYLOAD];
+        let mut heap = Vec::new();
+        let token = Token {
+            header: &header,
+            alg,
+            signing_input,
+            signature_b64,
+            scheme,
+        };
+        if self.issuers.len() > 1 {
+            // With several issuers, `iss` picks the keys: the claims are parsed first, and
+            // `iss` is only a lookup key until the signature verified.
+            let payload = decode_payload(payload_b64, &mut stack, &mut heap).map_err(fail)?;
+            let claims = RawObject::parse(payload).ok_or_else(|| fail(Reject::MalformedPayload))?;
+            let iss = issuer_of(&claims).map_err(fail)?;
+            let index = self
+                .issuers
+                .iter()
+                .position(|e| *e.rules.issuer == *iss)
+                .ok_or_else(|| fail(Reject::UnknownIssuer))?;
+            if let Some(pending) = self.verify_signature(index, &token, supplied)? {
+                return Ok(Progress::NeedKey(pending));
+            }
+            self.accept(index, &token, &claims)
+        } else {
+            // With one issuer, the signature is checked first and `iss` compared after: a
+            // bad signature costs no payload decoding or JSON parsing.
+            if let Some(pending) = self.verify_signature(0, &token, supplied)? {
+                return Ok(Progress::NeedKey(pending));
+            }
+            let payload = decode_payload(payload_b64, &mut stack, &mut heap).map_err(fail)?;
+            let claims = RawObject::parse(payload).ok_or_else(|| fail(Reject::MalformedPayload))?;
+            let iss = issuer_of(&claims).map_err(fail)?;
+            let entry = self
+                .issuers
+                .first()
+                .ok_or_else(|| fail(Reject::UnknownIssuer))?;
+            if *iss != *entry.rules.issuer {
+                return Err(fail(Reject::UnknownIssuer));
+            }
+            self.accept(0, &token, &claims)
+        }
+    }
 
+    /// Finds the key of issuer `index` (or takes `supplied`) and verifies the signature.
+    /// `Ok(Some)` when the key source has to wait.
+    fn verify_signature(
+        &self,
+        index: usize,
+        token: &Token<'_>,
+        supplied: Option<Arc<VerificationKey>>,
+    ) -> Result<Option<KeyFuture>, Error> {
+        let fail = |r: Reject| r.into_error(token.scheme);
+        let entry = self
+            .issuers
+            .get(index)
+            .ok_or_else(|| fail(Reject::UnknownIssuer))?;
         let key = match supplied {
             Some(key) => key,
             None => {
                 let query = KeyQuery {
                     issuer: &entry.rules.issuer,
-                    kid: header.kid.as_deref(),
-                    alg,
+                    kid: token.header.kid.as_deref(),
+                    alg: token.alg,
                 };
                 match entry.source.lookup(&query) {
                     KeyLookup::Ready(Ok(Some(key))) => key,
                     KeyLookup::Ready(Ok(None)) => return Err(fail(Reject::UnknownKey)),
-                    KeyLookup::Ready(Err(error)) => return Err(fail_closed(error, scheme)),
-                    KeyLookup::Pending(future) => return Ok(Progress::NeedKey(future)),
+                    KeyLookup::Ready(Err(error)) => return Err(fail_closed(error, token.scheme)),
+                    KeyLookup::Pending(future) => return Ok(Some(future)),
                 }
             }
         };
-        if !key.allows(alg) {
+        if !key.allows(token.alg) {
             return Err(fail(Reject::AlgorithmNotAllowed));
         }
         let signature = URL_SAFE_NO_PAD
-            .decode(signature_b64)
+            .decode(token.signature_b64)
             .map_err(|_| fail(Reject::BadSignature))?;
         if !self.backend.verify(
-            alg,
+            token.alg,
             key.decoding_key(),
-            signing_input.as_bytes(),
+            token.signing_input.as_bytes(),
             &signature,
         ) {
             return Err(fail(Reject::BadSignature));
         }
+        Ok(None)
+    }
 
-        // Verified: now the header's and the claims' rules.
-        let rules = &entry.rules;
+    /// The rules of a verified token, then the principal.
+    fn accept(
+        &self,
+        index: usize,
+        token: &Token<'_>,
+        claims: &RawObject<'_>,
+    ) -> Result<Progress, Error> {
+        let scheme = token.scheme;
+        let fail = |r: Reject| r.into_error(scheme);
+        let rules = &self
+            .issuers
+            .get(index)
+            .ok_or_else(|| fail(Reject::UnknownIssuer))?
+            .rules;
+        let header = token.header;
         if header.crit {
             return Err(fail(Reject::CriticalHeader));
         }
@@ -567,14 +655,49 @@ impl<C: Clock> Shared<C> {
                 return Err(fail(Reject::WrongType));
             }
         }
-        validate_claims(&claims, rules, self.clock.unix_seconds()).map_err(fail)?;
-        let (principal, has_jti) = map_principal(&claims, rules, signature_b64, scheme)?;
+        let exp = validate_claims(claims, rules, self.clock.unix_seconds()).map_err(fail)?;
+        let (principal, has_jti) = map_principal(claims, rules, token.signature_b64, scheme, exp)?;
         Ok(Progress::Verified(Verified {
             principal,
             issuer: index,
             has_jti,
         }))
     }
+}
+
+/// What `run` learnt from a token before its signature verified.
+struct Token<'a> {
+    header: &'a RawHeader<'a>,
+    alg: Algorithm,
+    signing_input: &'a str,
+    signature_b64: &'a str,
+    scheme: Scheme,
+}
+
+/// Decodes the payload into `stack` when it fits, else into `heap`; it must be UTF-8.
+fn decode_payload<'b>(
+    payload_b64: &str,
+    stack: &'b mut [u8; STACK_PAYLOAD],
+    heap: &'b mut Vec<u8>,
+) -> Result<&'b str, Reject> {
+    let payload: &[u8] = if payload_b64.len() <= STACK_PAYLOAD / 3 * 4 {
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(payload_b64, stack)
+            .map_err(|_| Reject::Malformed)?;
+        &stack[..len]
+    } else {
+        URL_SAFE_NO_PAD
+            .decode_vec(payload_b64, heap)
+            .map_err(|_| Reject::Malformed)?;
+        heap
+    };
+    std::str::from_utf8(payload).map_err(|_| Reject::MalformedPayload)
+}
+
+/// The token's `iss`: present and a JSON string.
+fn issuer_of<'a>(claims: &RawObject<'a>) -> Result<Cow<'a, str>, Reject> {
+    let raw = claims.registered().iss.ok_or(Reject::MissingIssuer)?;
+    as_str(raw).map_err(|()| Reject::IssuerNotString)
 }
 
 fn fail_closed(error: Error, scheme: Scheme) -> Error {
@@ -586,19 +709,23 @@ fn fail_closed(error: Error, scheme: Scheme) -> Error {
     error.with_scheme(scheme)
 }
 
-fn date(claims: &RawObject<'_>, name: &str) -> Result<Option<f64>, Reject> {
-    claims
-        .get(name)
-        .map(|raw| as_numeric_date(raw).map_err(|()| Reject::WrongClaimType))
+fn date(raw: Option<&RawValue>) -> Result<Option<f64>, Reject> {
+    raw.map(|raw| as_numeric_date(raw).map_err(|()| Reject::WrongClaimType))
         .transpose()
 }
 
-fn validate_claims(claims: &RawObject<'_>, rules: &Issuer, now: u64) -> Result<(), Reject> {
+/// Checks the time, audience and presence rules; answers `exp`, for the principal.
+fn validate_claims(
+    claims: &RawObject<'_>,
+    rules: &Issuer,
+    now: u64,
+) -> Result<Option<f64>, Reject> {
+    let registered = claims.registered();
     #[allow(clippy::cast_precision_loss)]
     let (now, leeway) = (now as f64, rules.leeway as f64);
-    let exp = date(claims, "exp")?;
-    let nbf = date(claims, "nbf")?;
-    let iat = date(claims, "iat")?;
+    let exp = date(registered.exp)?;
+    let nbf = date(registered.nbf)?;
+    let iat = date(registered.iat)?;
     match exp {
         Some(exp) if now >= exp + leeway => return Err(Reject::Expired),
         None if rules.require_exp => return Err(Reject::MissingExpiry),
@@ -618,21 +745,18 @@ fn validate_claims(claims: &RawObject<'_>, rules: &Issuer, now: u64) -> Result<(
             _ => return Err(Reject::LifetimeTooLong),
         }
     }
-    match claims.get("aud") {
+    match registered.aud {
         None if !rules.any_audience => return Err(Reject::MissingAudience),
         None => {}
         Some(raw) => {
-            let auds = as_strings(raw, true).map_err(|()| Reject::AudienceNotString)?;
-            if !rules.any_audience
-                && !auds
-                    .iter()
-                    .any(|a| rules.audiences.iter().any(|ours| **ours == **a))
+            let mut auds = as_strings(raw, true).map_err(|()| Reject::AudienceNotString)?;
+            if !rules.any_audience && !auds.any(|a| rules.audiences.iter().any(|ours| **ours == *a))
             {
                 return Err(Reject::WrongAudience);
             }
         }
     }
-    if claims.get("cnf").is_some() && !rules.accept_cnf {
+    if registered.cnf.is_some() && !rules.accept_cnf {
         return Err(Reject::SenderConstrained);
     }
     if rules
@@ -642,54 +766,55 @@ fn validate_claims(claims: &RawObject<'_>, rules: &Issuer, now: u64) -> Result<(
     {
         return Err(Reject::MissingRequiredClaim);
     }
-    Ok(())
+    Ok(exp)
 }
 
-fn strings_at<'a>(claims: &RawObject<'a>, path: &ClaimPath) -> Result<Vec<Cow<'a, str>>, Reject> {
-    match lookup(claims, path) {
-        Ok(None) => Ok(Vec::new()),
-        Ok(Some(raw)) => as_strings(raw, true).map_err(|()| Reject::WrongClaimType),
-        Err(()) => Err(Reject::WrongClaimType),
-    }
-}
-
-fn map_principal(
-    claims: &RawObject<'_>,
+fn map_principal<'a>(
+    claims: &RawObject<'a>,
     rules: &Issuer,
     signature_b64: &str,
     scheme: Scheme,
+    exp: Option<f64>,
 ) -> Result<(Principal, bool), Error> {
     let fail = |r: Reject| r.into_error(scheme);
-    let string = |name: &str| -> Result<Option<Cow<'_, str>>, Error> {
-        claims
-            .get(name)
-            .map(|raw| as_str(raw).map_err(|()| fail(Reject::WrongClaimType)))
+    let registered = claims.registered();
+    let string = |raw: Option<&'a RawValue>| -> Result<Option<Cow<'a, str>>, Error> {
+        raw.map(|raw| as_str(raw).map_err(|()| fail(Reject::WrongClaimType)))
             .transpose()
     };
-    let subject = string("sub")?.ok_or(fail(Reject::MissingSubject))?;
-    let issuer = string("iss")?.unwrap_or_default();
-    let jti = string("jti")?;
-    let scope = string("scope")?;
-    let scp = match claims.get("scp") {
+    let subject = string(registered.sub)?.ok_or_else(|| fail(Reject::MissingSubject))?;
+    let jti = string(registered.jti)?;
+    let scope = string(registered.scope)?;
+    // `scp` is rare (Entra ID): collected only when present, so the common case allocates
+    // nothing before the set itself.
+    let scp: Vec<Cow<'_, str>> = match registered.scp {
         None => Vec::new(),
-        Some(raw) => as_strings(raw, true).map_err(|()| fail(Reject::WrongClaimType))?,
+        Some(raw) => as_strings(raw, true)
+            .map_err(|()| fail(Reject::WrongClaimType))?
+            .collect(),
     };
     let scopes: NameSet = scope
         .iter()
         .chain(scp.iter())
         .flat_map(|s| s.split(' '))
         .collect();
-    let mut builder = Principal::builder(subject.as_ref(), CredentialKind::Jwt).scope_set(scopes);
+    let mut builder = Principal::builder(&*subject, CredentialKind::Jwt).scope_set(scopes);
     if let Some(path) = &rules.roles {
-        let roles = strings_at(claims, path).map_err(fail)?;
-        builder = builder.role_set(roles.iter().collect());
+        let roles: NameSet = match lookup(claims, path) {
+            Ok(None) => NameSet::default(),
+            Ok(Some(raw)) => as_strings(raw, true)
+                .map_err(|()| fail(Reject::WrongClaimType))?
+                .collect(),
+            Err(()) => return Err(fail(Reject::WrongClaimType)),
+        };
+        builder = builder.role_set(roles);
     }
     if let Some(path) = &rules.tenant {
         match lookup(claims, path) {
             Ok(None) => {}
             Ok(Some(raw)) => {
                 let tenant = as_str(raw).map_err(|()| fail(Reject::WrongClaimType))?;
-                builder = builder.tenant(tenant.as_ref());
+                builder = builder.tenant(&*tenant);
             }
             Err(()) => return Err(fail(Reject::WrongClaimType)),
         }
@@ -703,24 +828,27 @@ fn map_principal(
     }
     let has_jti = jti.is_some();
     builder = match jti {
-        Some(jti) => builder.credential_id(jti.as_ref()),
+        Some(jti) => builder.credential_id(&*jti),
         None => builder.credential_id(signature_digest(signature_b64)),
     };
-    if let Ok(Some(exp)) = date(claims, "exp") {
+    if let Some(exp) = exp {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let exp = exp.max(0.0) as u64;
         builder = builder.expires_at(exp);
     }
-    let view = Claims {
-        object: claims,
-        subject: &subject,
-        issuer: &issuer,
-    };
-    if let Some(check) = &rules.check {
-        check(&view).map_err(|e| e.with_scheme(scheme))?;
-    }
-    if let Some(mapping) = &rules.mapping {
-        builder = mapping(&view, builder).map_err(|e| e.with_scheme(scheme))?;
+    if rules.check.is_some() || rules.mapping.is_some() {
+        let issuer = string(registered.iss)?.unwrap_or_default();
+        let view = Claims {
+            object: claims,
+            subject: &subject,
+            issuer: &issuer,
+        };
+        if let Some(check) = &rules.check {
+            check(&view).map_err(|e| e.with_scheme(scheme))?;
+        }
+        if let Some(mapping) = &rules.mapping {
+            builder = mapping(&view, builder).map_err(|e| e.with_scheme(scheme))?;
+        }
     }
     Ok((builder.build(), has_jti))
 }
@@ -728,11 +856,12 @@ fn map_principal(
 /// The first 16 hex digits of SHA-256 over the signature segment: a stable id for a token
 /// without `jti` that reveals nothing of it.
 fn signature_digest(signature_b64: &str) -> String {
-    use std::fmt::Write;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(signature_b64.as_bytes());
     let mut out = String::with_capacity(16);
     for byte in &digest[..8] {
-        let _ = write!(out, "{byte:02x}");
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     out
 }
