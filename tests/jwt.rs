@@ -1241,3 +1241,111 @@ async fn large_payloads_decode_on_the_heap_and_verify_the_same() {
         JwtRejection::WrongClaimType,
     );
 }
+
+/// A PKCS#1 `RSAPublicKey` from its parts (lengths under 64 KiB), for malformed-key vectors.
+fn pkcs1_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match contents.len() {
+            len @ 0..0x80 => out.push(len as u8),
+            len @ 0x80..0x100 => out.extend([0x81, len as u8]),
+            len => out.extend([0x82, (len >> 8) as u8, len as u8]),
+        }
+        out.extend_from_slice(contents);
+        out
+    }
+    tlv(0x30, &[tlv(0x02, n), tlv(0x02, e)].concat())
+}
+
+fn pem(label: &str, der: &[u8]) -> Vec<u8> {
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn malformed_pkcs1_rsa_keys_are_refused_at_build_time_not_per_request() {
+    let good = fixture("rsa2048-public-pkcs1.der");
+    // 30 82 01 0a | 02 82 01 01 00 <256-byte modulus> | 02 03 01 00 01
+    let n = &good[9..265];
+    assert_eq!(pkcs1_der(&[&[0][..], n].concat(), &[1, 0, 1]), good);
+    let load = |der: &[u8]| VerificationKey::rsa_der(der, [Algorithm::RS256]);
+    assert!(load(&good).is_ok());
+
+    let mut negative = good.clone();
+    negative[8] = 0x80;
+    let mut even_exponent = good.clone();
+    *even_exponent.last_mut().unwrap() = 0x00;
+    let mut long_form_length = vec![0x30, 0x83, 0x00, 0x01, 0x0a];
+    long_form_length.extend_from_slice(&good[4..]);
+    let cases: [(&str, Vec<u8>); 13] = [
+        ("empty", Vec::new()),
+        ("an empty SEQUENCE", vec![0x30, 0x00]),
+        ("truncated", good[..good.len() - 1].to_vec()),
+        ("a trailing byte", [&good[..], &[0]].concat()),
+        ("a non-minimal length", long_form_length),
+        (
+            "one INTEGER only",
+            [&[0x30, 0x82, 0x01, 0x05][..], &good[4..265]].concat(),
+        ),
+        ("a negative modulus", negative),
+        ("an even exponent", even_exponent),
+        ("exponent 1", pkcs1_der(&[&[0][..], n].concat(), &[1])),
+        ("a 1024-bit modulus", pkcs1_der(&n[..128], &[1, 0, 1])),
+        ("a 2040-bit modulus", pkcs1_der(&n[1..], &[1, 0, 1])),
+        (
+            "an exponent over 64 bits",
+            pkcs1_der(&[&[0][..], n].concat(), &[1; 9]),
+        ),
+        ("an INTEGER where the SEQUENCE belongs", good[4..].to_vec()),
+    ];
+    // Well-formed DER the shape check passes, but no RSA key: the backend refuses it.
+    let mut even_modulus = good.clone();
+    even_modulus[264] &= 0xfe;
+    assert!(load(&even_modulus).is_err(), "an even modulus was accepted");
+    for (what, der) in &cases {
+        assert!(load(der).is_err(), "DER with {what} was accepted");
+        assert!(
+            VerificationKey::rsa_pem(&pem("RSA PUBLIC KEY", der), [Algorithm::RS256]).is_err(),
+            "PKCS#1 PEM with {what} was accepted"
+        );
+    }
+    // The same checks hold for a JWK's modulus and exponent.
+    let jwk = |n: &[u8], e: &[u8]| -> jsonwebtoken::jwk::Jwk {
+        serde_json::from_value(
+            json!({"kty": "RSA", "alg": "RS256", "n": B64.encode(n), "e": B64.encode(e)}),
+        )
+        .unwrap()
+    };
+    assert!(VerificationKey::from_jwk(&jwk(n, &[1, 0, 1])).is_ok());
+    assert!(VerificationKey::from_jwk(&jwk(&n[..128], &[1, 0, 1])).is_err());
+    assert!(VerificationKey::from_jwk(&jwk(n, &[2])).is_err());
+}
+
+#[cfg(all(feature = "jwt-aws-lc-rs", feature = "jwt-rust-crypto"))]
+#[test]
+fn the_builder_asks_its_own_backend_to_load_rsa_keys() {
+    // An odd 4104-bit modulus: aws-lc-rs (the default, asked when the key is made) takes it,
+    // the RustCrypto backend refuses RSA keys over 4096 bits. Built with that backend, the
+    // authenticator refuses to build rather than fail every request.
+    let n: Vec<u8> = std::iter::once(0x80)
+        .chain((0..512).map(|i| (i * 37 + 11) as u8))
+        .chain(std::iter::once(0x01))
+        .collect();
+    let key = VerificationKey::rsa_der(
+        &pkcs1_der(&[&[0][..], &n].concat(), &[1, 0, 1]),
+        [Algorithm::RS256],
+    )
+    .expect("aws-lc-rs loads it");
+    let build = |backend| {
+        JwtAuthenticator::builder()
+            .issuer(Issuer::new(ISS).audience(AUD).key(key.clone()))
+            .backend(backend)
+            .build()
+    };
+    assert!(build(CryptoBackend::AwsLcRs).is_ok());
+    let error = build(CryptoBackend::RustCrypto).unwrap_err();
+    assert!(error.to_string().contains("rust-crypto"), "{error}");
+}

@@ -376,6 +376,11 @@ impl<C: Clock> JwtAuthenticatorBuilder<C> {
                     issuer.issuer
                 )));
             }
+            for key in &issuer.keys {
+                key.check_backend(backend).map_err(|e| {
+                    ConfigError::new(format!("issuer {:?}: {}", issuer.issuer, e.message()))
+                })?;
+            }
             let (rules, source) = issuer.finish()?;
             issuers.push(IssuerEntry { rules, source });
         }

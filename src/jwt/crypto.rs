@@ -55,6 +55,11 @@ impl CryptoBackend {
         }
     }
 
+    /// `true` for the backends this crate ships (not [`Custom`](Self::Custom)).
+    pub(crate) const fn is_built_in(self) -> bool {
+        !matches!(self, Self::Custom(_))
+    }
+
     /// A short name for logs: `"aws-lc-rs"`, `"rust-crypto"` or `"custom"`.
     #[must_use]
     pub const fn name(self) -> &'static str {

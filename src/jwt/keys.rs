@@ -6,9 +6,10 @@ use std::str::FromStr;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 use zeroize::Zeroizing;
 
+use super::crypto::CryptoBackend;
 use crate::error::ConfigError;
 
 /// Every JWS algorithm jsonwebtoken implements, in a fixed order.
@@ -154,6 +155,164 @@ const fn hmac_min_len(alg: Algorithm) -> usize {
     }
 }
 
+/// One DER TLV at the start of `input`: (tag, contents, rest). Definite, minimal lengths only
+/// (X.690 §10.1), as DER requires.
+fn der_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), &'static str> {
+    let (&tag, rest) = input.split_first().ok_or("truncated")?;
+    if tag & 0x1f == 0x1f {
+        return Err("unexpected high tag number");
+    }
+    let (&first, mut rest) = rest.split_first().ok_or("truncated")?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return Err("unsupported length encoding");
+        }
+        let (bytes, after) = rest.split_at_checked(count).ok_or("truncated")?;
+        rest = after;
+        if bytes[0] == 0 {
+            return Err("non-minimal length");
+        }
+        let len = bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        if len < 0x80 {
+            return Err("non-minimal length");
+        }
+        len
+    };
+    let (contents, rest) = rest.split_at_checked(len).ok_or("truncated")?;
+    Ok((tag, contents, rest))
+}
+
+/// A positive DER INTEGER's magnitude, without the sign octet.
+fn der_positive_integer(contents: &[u8]) -> Result<&[u8], &'static str> {
+    match contents {
+        [] => Err("empty integer"),
+        [first, ..] if first & 0x80 != 0 => Err("negative integer"),
+        [0, next, ..] if next & 0x80 == 0 => Err("non-minimal integer"),
+        [0, rest @ ..] => Ok(rest),
+        magnitude => Ok(magnitude),
+    }
+}
+
+/// The smallest and largest RSA moduli accepted, in bits: RFC 7518 §3.3 requires 2048 or
+/// more, and the verification algorithms of aws-lc-rs refuse more than 8192.
+const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
+
+/// Checks a PKCS#1 `RSAPublicKey` (RFC 8017 §A.1.1: `SEQUENCE { modulus INTEGER,
+/// publicExponent INTEGER }`): strict DER, nothing trailing, a modulus of 2048 to 8192 bits, an
+/// odd exponent of at least 3. Then the default crypto backend must load it (the backend an
+/// authenticator is built with is asked again by its builder).
+fn check_rsa_public_key(der: &[u8]) -> Result<(), ConfigError> {
+    let invalid = |why: &str| ConfigError::new(format!("invalid RSA public key: {why}"));
+    let (tag, body, rest) = der_tlv(der).map_err(invalid)?;
+    if tag != 0x30 || !rest.is_empty() {
+        return Err(invalid("not a single DER SEQUENCE"));
+    }
+    let (tag, n, rest) = der_tlv(body).map_err(invalid)?;
+    let (tag_e, e, rest) = der_tlv(rest).map_err(invalid)?;
+    if tag != 0x02 || tag_e != 0x02 || !rest.is_empty() {
+        return Err(invalid(
+            "not a SEQUENCE of two INTEGERs (modulus, exponent)",
+        ));
+    }
+    check_rsa_components(
+        der_positive_integer(n).map_err(invalid)?,
+        der_positive_integer(e).map_err(invalid)?,
+    )?;
+    if let Some(backend) = CryptoBackend::default_backend() {
+        backend_loads_rsa(backend, der)?;
+    }
+    Ok(())
+}
+
+/// Asks a built-in `backend` to load a PKCS#1 RSA public key, as it will at every
+/// verification. A custom provider is not asked: its key utilities may be unimplemented.
+fn backend_loads_rsa(backend: CryptoBackend, der: &[u8]) -> Result<(), ConfigError> {
+    if !backend.is_built_in() {
+        return Ok(());
+    }
+    (backend
+        .provider()
+        .key_utils
+        .rsa_pub_components_from_public_key)(der)
+    .map(drop)
+    .map_err(|e| {
+        ConfigError::new(format!(
+            "RSA public key refused by the {} backend: {e}",
+            backend.name()
+        ))
+    })
+}
+
+/// Checks an RSA modulus and exponent (big-endian magnitudes, no leading zero).
+fn check_rsa_components(n: &[u8], e: &[u8]) -> Result<(), ConfigError> {
+    let n = n.iter().position(|b| *b != 0).map_or(&[][..], |i| &n[i..]);
+    let e = e.iter().position(|b| *b != 0).map_or(&[][..], |i| &e[i..]);
+    let bits = n.first().map_or(0, |first| {
+        n.len() * 8 - usize::try_from(first.leading_zeros()).unwrap_or(0)
+    });
+    if !RSA_BITS.contains(&bits) {
+        return Err(ConfigError::new(format!(
+            "an RSA modulus of {bits} bits: 2048 to 8192 are accepted (RFC 7518 §3.3)"
+        )));
+    }
+    let odd = e.last().is_some_and(|last| last & 1 == 1);
+    if !odd || e == [1] || e.len() > 8 {
+        return Err(ConfigError::new(
+            "invalid RSA public exponent: it must be odd, at least 3 and at most 64 bits",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the RSA key material of `key`, whatever form it came in.
+fn check_rsa_key(key: &DecodingKey) -> Result<(), ConfigError> {
+    match key.kind() {
+        DecodingKeyKind::SecretOrDer(der) => check_rsa_public_key(der),
+        DecodingKeyKind::RsaModulusExponent { n, e } => {
+            check_rsa_components(n, e)?;
+            check_rsa_public_key(&rsa_public_key_der(n, e))
+        }
+    }
+}
+
+/// DER of a PKCS#1 `RSAPublicKey` from its components, for the backends to load.
+fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn push_len(out: &mut Vec<u8>, len: usize) {
+        if len < 0x80 {
+            out.push(u8::try_from(len).unwrap_or(0));
+        } else {
+            let bytes = len.to_be_bytes();
+            let skip = bytes.iter().take_while(|b| **b == 0).count();
+            out.push(0x80 | u8::try_from(bytes.len() - skip).unwrap_or(0));
+            out.extend_from_slice(&bytes[skip..]);
+        }
+    }
+    fn integer(magnitude: &[u8]) -> Vec<u8> {
+        let magnitude = magnitude
+            .iter()
+            .position(|b| *b != 0)
+            .map_or(&[0u8][..], |i| &magnitude[i..]);
+        let pad = magnitude[0] & 0x80 != 0;
+        let mut out = vec![0x02];
+        push_len(&mut out, magnitude.len() + usize::from(pad));
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(magnitude);
+        out
+    }
+    let body = [integer(n), integer(e)].concat();
+    let mut out = vec![0x30];
+    push_len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
 impl VerificationKey {
     fn new(key: DecodingKey, algorithms: AlgorithmSet) -> Self {
         Self {
@@ -197,6 +356,7 @@ impl VerificationKey {
             return Err(ConfigError::new("expected an RSA public key PEM"));
         }
         let key = DecodingKey::from_rsa_pem(pem).map_err(bad_key("RSA public key PEM"))?;
+        check_rsa_key(&key)?;
         Ok(Self::new(key, set))
     }
 
@@ -216,6 +376,7 @@ impl VerificationKey {
             Err(_) if der.first() == Some(&0x30) => DecodingKey::from_rsa_der(der),
             Err(e) => return Err(bad_key("RSA public key DER")(e)),
         };
+        check_rsa_key(&key)?;
         Ok(Self::new(key, set))
     }
 
@@ -321,6 +482,7 @@ impl VerificationKey {
         let mut key = match &jwk.algorithm {
             AlgorithmParameters::RSA(_) => {
                 let key = DecodingKey::from_jwk(jwk).map_err(bad_key("RSA JWK"))?;
+                check_rsa_key(&key)?;
                 Self::new(key, check_algorithms(AlgorithmFamily::Rsa, set.iter())?)
             }
             AlgorithmParameters::EllipticCurve(params) => {
@@ -399,6 +561,18 @@ impl VerificationKey {
         self.algorithms.contains(alg)
     }
 
+    /// Checks that a built-in `backend` loads this key (RSA keys: the RSA backends differ on
+    /// the sizes they accept), so that a key it refuses fails the build, not every request.
+    pub(crate) fn check_backend(&self, backend: CryptoBackend) -> Result<(), ConfigError> {
+        match self.key.kind() {
+            _ if self.key.family() != AlgorithmFamily::Rsa => Ok(()),
+            DecodingKeyKind::SecretOrDer(der) => backend_loads_rsa(backend, der),
+            DecodingKeyKind::RsaModulusExponent { n, e } => {
+                backend_loads_rsa(backend, &rsa_public_key_der(n, e))
+            }
+        }
+    }
+
     /// The key material, for a [`CryptoBackend`](super::CryptoBackend).
     #[must_use]
     pub fn decoding_key(&self) -> &DecodingKey {
@@ -447,5 +621,56 @@ mod tests {
         let shown = format!("{key:?}");
         assert!(!shown.contains("0123456789"), "{shown}");
         assert!(shown.contains("k1"));
+    }
+
+    #[test]
+    fn der_lengths_must_be_definite_and_minimal() {
+        assert_eq!(
+            der_tlv(&[0x02, 0x01, 0x05]),
+            Ok((0x02, &[5u8][..], &[][..]))
+        );
+        assert!(
+            der_tlv(&[0x02, 0x81, 0x01, 0x05]).is_err(),
+            "long form under 128"
+        );
+        assert!(
+            der_tlv(&[0x30, 0x80, 0x00, 0x00]).is_err(),
+            "indefinite length"
+        );
+        assert!(
+            der_tlv(&[0x30, 0x82, 0x00, 0x90]).is_err(),
+            "leading zero length octet"
+        );
+        assert!(der_tlv(&[0x1f, 0x01, 0x00]).is_err(), "high tag number");
+        assert!(der_tlv(&[0x02, 0x02, 0x05]).is_err(), "truncated");
+        assert!(
+            der_tlv(&[0x30, 0x85, 1, 0, 0, 0, 0]).is_err(),
+            "five length octets"
+        );
+    }
+
+    #[test]
+    fn der_integers_must_be_positive_and_minimal() {
+        assert_eq!(der_positive_integer(&[0x00, 0x80]), Ok(&[0x80u8][..]));
+        assert_eq!(der_positive_integer(&[0x7f]), Ok(&[0x7fu8][..]));
+        assert!(der_positive_integer(&[]).is_err());
+        assert!(der_positive_integer(&[0x80]).is_err());
+        assert!(der_positive_integer(&[0x00, 0x7f]).is_err());
+    }
+
+    #[test]
+    fn components_round_trip_through_der() {
+        let n: Vec<u8> = std::iter::once(0xc1).chain([7u8; 255]).collect();
+        let der = rsa_public_key_der(&n, &[1, 0, 1]);
+        let (tag, body, rest) = der_tlv(&der).unwrap();
+        assert_eq!((tag, rest.len()), (0x30, 0));
+        let (_, n_der, rest) = der_tlv(body).unwrap();
+        let (_, e_der, _) = der_tlv(rest).unwrap();
+        assert_eq!(der_positive_integer(n_der), Ok(&n[..]));
+        assert_eq!(der_positive_integer(e_der), Ok(&[1u8, 0, 1][..]));
+        assert!(check_rsa_components(&n, &[1, 0, 1]).is_ok());
+        assert!(check_rsa_components(&n[1..], &[1, 0, 1]).is_err());
+        assert!(check_rsa_components(&n, &[1]).is_err());
+        assert!(check_rsa_components(&n, &[0, 0, 3]).is_ok());
     }
 }
