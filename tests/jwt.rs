@@ -164,6 +164,7 @@ struct Answer {
     challenge: Option<String>,
     kind: Option<ErrorKind>,
     reason: Option<JwtRejection>,
+    retry_after: Option<String>,
 }
 
 async fn call(app: &Router, token: &str) -> Answer {
@@ -177,6 +178,10 @@ async fn call(app: &Router, token: &str) -> Answer {
         .headers()
         .get("www-authenticate")
         .map(|v| v.to_str().unwrap().to_owned());
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
     let status = res.status();
     let body = axum::body::to_bytes(res.into_body(), 1 << 20)
         .await
@@ -187,6 +192,7 @@ async fn call(app: &Router, token: &str) -> Answer {
         challenge,
         kind: error.as_ref().map(Error::kind),
         reason: error.as_ref().and_then(JwtRejection::of),
+        retry_after,
     }
 }
 
@@ -1007,6 +1013,7 @@ async fn revocation_hook_denies_and_fails_closed() {
         let answer = call(&app, &sign(Algorithm::HS256, &c)).await;
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(answer.kind, Some(ErrorKind::StoreUnavailable));
+        assert!(answer.retry_after.is_some(), "503 without Retry-After");
     }
 }
 
@@ -1348,4 +1355,101 @@ fn the_builder_asks_its_own_backend_to_load_rsa_keys() {
     assert!(build(CryptoBackend::AwsLcRs).is_ok());
     let error = build(CryptoBackend::RustCrypto).unwrap_err();
     assert!(error.to_string().contains("rust-crypto"), "{error}");
+}
+
+/// A key source that never answers: every lookup is pending forever.
+#[cfg(feature = "tokio")]
+#[derive(Debug)]
+struct HangingSource;
+
+#[cfg(feature = "tokio")]
+impl KeySource for HangingSource {
+    fn lookup(&self, _query: &KeyQuery<'_>) -> KeyLookup {
+        KeyLookup::Pending(Box::pin(std::future::pending()))
+    }
+}
+
+/// A deny-list that never answers.
+#[cfg(feature = "tokio")]
+struct HangingDenyList;
+
+#[cfg(feature = "tokio")]
+impl RevocationCheck for HangingDenyList {
+    fn check(&self, _query: &RevocationQuery<'_>) -> Revocation {
+        Revocation::Pending(Box::pin(std::future::pending()))
+    }
+}
+
+#[cfg(feature = "tokio")]
+#[track_caller]
+fn assert_timed_out(answer: &Answer) {
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.kind, Some(ErrorKind::StoreTimeout));
+    let retry: u64 = answer
+        .retry_after
+        .as_deref()
+        .expect("503 without Retry-After")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!(retry > 0);
+    assert_eq!(answer.reason, None);
+}
+
+#[cfg(feature = "tokio")]
+#[tokio::test(start_paused = true)]
+async fn a_hanging_key_source_or_deny_list_fails_closed_after_the_timeout() {
+    let clock = clock();
+    let token = sign(Algorithm::HS256, &claims(&clock));
+    let timeout = Duration::from_millis(50);
+    let hanging_source = app_with(
+        JwtAuthenticator::builder()
+            .issuer(Issuer::new(ISS).audience(AUD).key_source(HangingSource))
+            .clock(clock.clone())
+            .timeout(timeout)
+            .unwrap()
+            .build()
+            .unwrap(),
+    );
+    let hanging_list = app_with(
+        JwtAuthenticator::builder()
+            .issuer(issuer(Algorithm::HS256))
+            .clock(clock.clone())
+            .revocation(HangingDenyList)
+            .timeout(timeout)
+            .unwrap()
+            .build()
+            .unwrap(),
+    );
+    for app in [&hanging_source, &hanging_list] {
+        let started = tokio::time::Instant::now();
+        let answer = call(app, &token).await;
+        assert_timed_out(&answer);
+        // Paused time: the deadline fired at exactly 50 ms, and no real time passed.
+        assert_eq!(started.elapsed(), timeout);
+    }
+    // Tokens refused before any lookup never wait.
+    let started = tokio::time::Instant::now();
+    assert_refused(
+        &call(&hanging_list, &flip_last_signature_byte(&token)).await,
+        JwtRejection::BadSignature,
+    );
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+#[cfg(feature = "tokio")]
+#[tokio::test(start_paused = true)]
+async fn lookups_are_bounded_by_default() {
+    let clock = clock();
+    let app = app_with(
+        JwtAuthenticator::builder()
+            .issuer(Issuer::new(ISS).audience(AUD).key_source(HangingSource))
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    let started = tokio::time::Instant::now();
+    let answer = call(&app, &sign(Algorithm::HS256, &claims(&clock))).await;
+    assert_timed_out(&answer);
+    assert_eq!(started.elapsed(), credentialflow::authn::DEFAULT_TIMEOUT);
+    assert!(JwtAuthenticator::builder().timeout(Duration::ZERO).is_err());
 }

@@ -7,6 +7,8 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+#[cfg(feature = "tokio")]
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -232,6 +234,11 @@ impl<R: RevocationCheck + ?Sized> RevocationCheck for Arc<R> {
 
 /// Verifies JWTs from configured [`Issuer`]s; an [`Authenticator`].
 ///
+/// A verification answered from memory (static keys, a JWKS snapshot hit) never waits. One
+/// that has to (a [`KeySource`] miss that refetches, a pending [`RevocationCheck`]) is bounded
+/// by [`JwtAuthenticatorBuilder::timeout`], 2 s by default (feature `tokio`): a source that
+/// hangs refuses the request with `503` and `Retry-After`, never allows it.
+///
 /// See the [module docs](crate::jwt) for an example.
 pub struct JwtAuthenticator<C = SystemClock> {
     shared: Arc<Shared<C>>,
@@ -257,6 +264,8 @@ struct Shared<C> {
     clock: C,
     max_len: usize,
     revocation: Option<Arc<dyn RevocationCheck>>,
+    #[cfg(feature = "tokio")]
+    timeout: Option<Duration>,
 }
 
 /// Builds a [`JwtAuthenticator`]. See the [module docs](crate::jwt) for an example.
@@ -268,6 +277,8 @@ pub struct JwtAuthenticatorBuilder<C = SystemClock> {
     clock: C,
     max_len: usize,
     revocation: Option<Arc<dyn RevocationCheck>>,
+    #[cfg(feature = "tokio")]
+    timeout: Option<Duration>,
 }
 
 impl JwtAuthenticator {
@@ -280,6 +291,8 @@ impl JwtAuthenticator {
             clock: SystemClock,
             max_len: DEFAULT_MAX_TOKEN_LEN,
             revocation: None,
+            #[cfg(feature = "tokio")]
+            timeout: Some(crate::authn::DEFAULT_TIMEOUT),
         }
     }
 }
@@ -301,6 +314,8 @@ impl<C: Clock> JwtAuthenticatorBuilder<C> {
             clock,
             max_len: self.max_len,
             revocation: self.revocation,
+            #[cfg(feature = "tokio")]
+            timeout: self.timeout,
         }
     }
 
@@ -337,9 +352,39 @@ impl<C: Clock> JwtAuthenticatorBuilder<C> {
     }
 
     /// Asks `check` about every verified token (a `jti` or subject deny-list).
+    ///
+    /// A check that answers [`Revocation::Pending`] is bounded by the
+    /// [`timeout`](Self::timeout) (feature `tokio`).
     pub fn revocation(mut self, check: impl RevocationCheck) -> Self {
         self.revocation = Some(Arc::new(check));
         self
+    }
+
+    /// Bounds the waiting part of a verification: a [`KeySource`] that answers
+    /// [`KeyLookup::Pending`] (a JWKS refetch) and the [`RevocationCheck`] after it, or a
+    /// pending revocation check alone, under one deadline. Past it the request is refused with
+    /// `503` and `Retry-After` ([`ErrorKind::StoreTimeout`]), never allowed.
+    ///
+    /// Defaults to [`DEFAULT_TIMEOUT`](crate::authn::DEFAULT_TIMEOUT) (2 s); more lets a
+    /// hanging JWKS endpoint or deny-list hold requests (and their connections) that long, less
+    /// refuses requests while a slow but working source answers. Verifications answered from
+    /// memory (the usual case) never wait and never touch a timer.
+    ///
+    /// The deadline is a Tokio timer: it applies when the verification starts inside a Tokio
+    /// runtime with timers enabled (axum, tonic and hyper servers are); elsewhere a pending
+    /// lookup is awaited as long as it takes, so bound it in the source itself. Without
+    /// feature `tokio` this option does not exist and nothing is bounded.
+    ///
+    /// # Errors
+    ///
+    /// When `after` is zero.
+    #[cfg(feature = "tokio")]
+    pub fn timeout(mut self, after: Duration) -> Result<Self, ConfigError> {
+        if after.is_zero() {
+            return Err(ConfigError::new("JWT lookup timeout must be positive"));
+        }
+        self.timeout = Some(after);
+        Ok(self)
     }
 
     /// Finishes the authenticator.
@@ -393,6 +438,8 @@ impl<C: Clock> JwtAuthenticatorBuilder<C> {
                 clock: self.clock,
                 max_len: self.max_len,
                 revocation: self.revocation,
+                #[cfg(feature = "tokio")]
+                timeout: self.timeout,
             }),
         })
     }
@@ -422,7 +469,7 @@ impl<C: fmt::Debug> fmt::Debug for JwtAuthenticator<C> {
             .field("clock", &s.clock)
             .field("max_len", &s.max_len)
             .field("revocation", &s.revocation.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -872,9 +919,9 @@ fn signature_digest(signature_b64: &str) -> String {
 }
 
 impl<C: Clock> Shared<C> {
-    fn revocation_step(&self, verified: Verified, scheme: Scheme) -> Step {
+    fn revocation_step(&self, verified: Verified, scheme: Scheme) -> RevocationStep {
         let Some(check) = &self.revocation else {
-            return Step::Done(Ok(verified.principal));
+            return RevocationStep::Done(Ok(verified.principal));
         };
         let principal = verified.principal;
         let jti = if verified.has_jti {
@@ -889,12 +936,8 @@ impl<C: Clock> Shared<C> {
             principal: &principal,
         });
         match answer {
-            Revocation::Ready(result) => Step::Done(revoked(result, principal, scheme)),
-            Revocation::Pending(future) => {
-                Step::Pending(Box::pin(
-                    async move { revoked(future.await, principal, scheme) },
-                ))
-            }
+            Revocation::Ready(result) => RevocationStep::Done(revoked(result, principal, scheme)),
+            Revocation::Pending(future) => RevocationStep::Pending(future, principal),
         }
     }
 }
@@ -918,6 +961,13 @@ enum Step {
     Pending(BoxedVerification),
 }
 
+type PendingRevocation = Pin<Box<dyn Future<Output = Result<bool, Error>> + Send + 'static>>;
+
+enum RevocationStep {
+    Done(Result<Principal, Error>),
+    Pending(PendingRevocation, Principal),
+}
+
 impl<C: Clock> JwtAuthenticator<C> {
     /// Verifies `token` as if it came in a request: the whole pipeline but extraction. For
     /// tests and benches; a pending lookup or revocation check is awaited.
@@ -935,28 +985,67 @@ impl<C: Clock> JwtAuthenticator<C> {
     fn start(&self, token: &str, scheme: Scheme) -> Step {
         match self.shared.run(token, scheme, None) {
             Err(error) => Step::Done(Err(error)),
-            Ok(Progress::Verified(verified)) => self.shared.revocation_step(verified, scheme),
+            Ok(Progress::Verified(verified)) => match self.shared.revocation_step(verified, scheme)
+            {
+                RevocationStep::Done(result) => Step::Done(result),
+                RevocationStep::Pending(future, principal) => self.pending(
+                    async move { revoked(future.await, principal, scheme) },
+                    scheme,
+                ),
+            },
             Ok(Progress::NeedKey(future)) => {
                 let shared = Arc::clone(&self.shared);
                 let token: zeroize::Zeroizing<String> = zeroize::Zeroizing::new(token.to_owned());
-                Step::Pending(Box::pin(async move {
-                    let key = match future.await {
-                        Ok(Some(key)) => key,
-                        Ok(None) => return Err(JwtRejection::UnknownKey.into_error(scheme)),
-                        Err(error) => return Err(fail_closed(error, scheme)),
-                    };
-                    match shared.run(&token, scheme, Some(key))? {
-                        Progress::Verified(verified) => {
-                            match shared.revocation_step(verified, scheme) {
-                                Step::Done(result) => result,
-                                Step::Pending(future) => future.await,
+                self.pending(
+                    async move {
+                        let key = match future.await {
+                            Ok(Some(key)) => key,
+                            Ok(None) => return Err(JwtRejection::UnknownKey.into_error(scheme)),
+                            Err(error) => return Err(fail_closed(error, scheme)),
+                        };
+                        match shared.run(&token, scheme, Some(key))? {
+                            Progress::Verified(verified) => {
+                                match shared.revocation_step(verified, scheme) {
+                                    RevocationStep::Done(result) => result,
+                                    RevocationStep::Pending(future, principal) => {
+                                        revoked(future.await, principal, scheme)
+                                    }
+                                }
+                            }
+                            Progress::NeedKey(_) => {
+                                Err(JwtRejection::UnknownKey.into_error(scheme))
                             }
                         }
-                        Progress::NeedKey(_) => Err(JwtRejection::UnknownKey.into_error(scheme)),
-                    }
-                }))
+                    },
+                    scheme,
+                )
             }
         }
+    }
+
+    /// Boxes the waiting part of a verification (a key lookup and the revocation check after
+    /// it, or the revocation check alone), under one deadline when a timeout applies.
+    fn pending<F>(&self, future: F, scheme: Scheme) -> Step
+    where
+        F: Future<Output = Result<Principal, Error>> + Send + 'static,
+    {
+        #[cfg(feature = "tokio")]
+        if let Some(after) = self.shared.timeout
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            return Step::Pending(Box::pin(async move {
+                match tokio::time::timeout(after, future).await {
+                    Ok(result) => result,
+                    Err(_elapsed) => {
+                        tracing::debug!(?after, "JWT key lookup or revocation check timed out");
+                        Err(Error::timeout(after).with_scheme(scheme))
+                    }
+                }
+            }));
+        }
+        #[cfg(not(feature = "tokio"))]
+        let _ = scheme;
+        Step::Pending(Box::pin(future))
     }
 }
 
