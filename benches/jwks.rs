@@ -9,13 +9,30 @@
 //! The thread rows use `iter_custom`: each thread runs `iters` lookups and the row reports wall
 //! time / `iters`; with no contention the two-thread row equals the one-thread row (twice the
 //! throughput).
+//!
+//! # Instruction counts (callgrind)
+//!
+//! Wall-clock medians move by hundreds of nanoseconds on a busy VM; instruction counts do not.
+//! `--callgrind <row> [N]` runs one row `N` times (default 1000) in a function callgrind's
+//! `--toggle-collect` isolates, as in `benches/jwt.rs`:
+//!
+//! ```text
+//! cargo bench --features jwks --bench jwks --no-run   # prints target/release/deps/jwks-<hash>
+//! valgrind --tool=callgrind --toggle-collect='*callgrind_measured*' \
+//!     --callgrind-out-file=/tmp/cg.out target/release/deps/jwks-<hash> --callgrind RS256/layer/jwks 200
+//! callgrind_annotate /tmp/cg.out | grep 'PROGRAM TOTALS'   # instructions / 200 = per token
+//! ```
+//!
+//! Compare `<alg>/layer/jwks` with `<alg>/layer/static`, and `lookup/hit` with
+//! `lookup/static_hit`.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -27,7 +44,7 @@ use credentialflow::jwt::{
     Algorithm, ClaimPath, CryptoBackend, Issuer, JwksError, JwksKeySource, JwtAuthenticator,
     KeyLookup, KeyQuery, KeySource, StaticKeys, VerificationKey,
 };
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
 use http::{Request, Response, StatusCode, Uri};
 use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::EllipticCurve;
@@ -112,13 +129,33 @@ fn kid(case: &Case) -> &str {
     case.jwk["kid"].as_str().expect("kid")
 }
 
-fn bench(c: &mut Criterion) {
-    let backend = CryptoBackend::default_backend().expect("a crypto backend");
+/// One measured row: a plain call, or a request through a service.
+enum Routine {
+    Raw(Box<dyn Fn() -> bool>),
+    Service(
+        Box<dyn Fn() -> Request<()>>,
+        Box<dyn Fn(Request<()>) -> StatusCode>,
+    ),
+}
+
+struct Row {
+    name: String,
+    routine: Routine,
+}
+
+/// Everything the rows share, built once: the warm source, the static keys, the runtime that
+/// owns the source's background task.
+struct Setup {
+    _runtime: tokio::runtime::Runtime,
+    source: JwksKeySource<InMemory>,
+    statics: StaticKeys,
+}
+
+fn setup() -> Setup {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let clock = FakeClock::new();
     let cases = cases();
     // A realistic set: both keys plus a third, so lookups search.
     let mut keys: Vec<_> = cases.iter().map(|c| c.jwk.clone()).collect();
@@ -129,61 +166,77 @@ fn bench(c: &mut Criterion) {
     let source = runtime.block_on(async {
         let source = JwksKeySource::builder("https://issuer.example/jwks")
             .fetcher(InMemory(document))
-            .clock(clock.clone())
+            .clock(FakeClock::new())
             .build()
             .expect("source");
         source.ready().await.expect("warm");
+        // One unknown kid refetches (in memory) and starts the cool-down; later unknown kids
+        // hit the negative cache.
+        let miss = KeyQuery::new(ISS, Some("unknown-kid"), Algorithm::RS256);
+        if let KeyLookup::Pending(future) = source.lookup(&miss) {
+            assert!(future.await.expect("answer").is_none());
+        }
         source
     });
     let statics = StaticKeys::new(cases.iter().map(|c| c.verification.clone())).expect("keys");
+    Setup {
+        _runtime: runtime,
+        source,
+        statics,
+    }
+}
+
+fn rows(setup: &Setup) -> Vec<Row> {
+    let backend = CryptoBackend::default_backend().expect("a crypto backend");
+    let clock = FakeClock::new();
+    let mut rows = Vec::new();
+
+    let hit = KeyQuery::new(ISS, Some("rs"), Algorithm::RS256);
+    let miss = KeyQuery::new(ISS, Some("unknown-kid"), Algorithm::RS256);
+    assert!(matches!(
+        setup.source.lookup(&hit),
+        KeyLookup::Ready(Ok(Some(_)))
+    ));
+    assert!(matches!(
+        setup.source.lookup(&miss),
+        KeyLookup::Ready(Ok(None))
+    ));
+    let source = setup.source.clone();
+    rows.push(Row {
+        name: "lookup/hit".into(),
+        routine: Routine::Raw(Box::new(move || {
+            matches!(
+                source.lookup(black_box(&hit)),
+                KeyLookup::Ready(Ok(Some(_)))
+            )
+        })),
+    });
+    let statics = setup.statics.clone();
+    rows.push(Row {
+        name: "lookup/static_hit".into(),
+        routine: Routine::Raw(Box::new(move || {
+            matches!(
+                statics.lookup(black_box(&hit)),
+                KeyLookup::Ready(Ok(Some(_)))
+            )
+        })),
+    });
+    let source = setup.source.clone();
+    rows.push(Row {
+        name: "lookup/negative_cache_miss".into(),
+        routine: Routine::Raw(Box::new(move || {
+            matches!(source.lookup(black_box(&miss)), KeyLookup::Ready(Ok(None)))
+        })),
+    });
 
     let claims = json!({
         "iss": ISS, "aud": AUD, "sub": "bench-user", "iat": clock.unix_seconds(),
         "exp": clock.unix_seconds() + 3600, "jti": "bench-token-1",
         "scope": "orders:read orders:write profile", "roles": ["admin", "ops"],
     });
-
-    let mut group = c.benchmark_group("jwks");
-
-    // The lookup alone.
-    let hit = KeyQuery::new(ISS, Some("rs"), Algorithm::RS256);
-    assert!(matches!(source.lookup(&hit), KeyLookup::Ready(Ok(Some(_)))));
-    group.bench_function("lookup/hit", |b| b.iter(|| source.lookup(black_box(&hit))));
-    group.bench_function("lookup/static_hit", |b| {
-        b.iter(|| statics.lookup(black_box(&hit)))
-    });
-    // One unknown kid refetches (in memory) and starts the cool-down; the rest hit the
-    // negative cache.
-    let miss = KeyQuery::new(ISS, Some("unknown-kid"), Algorithm::RS256);
-    if let KeyLookup::Pending(future) = source.lookup(&miss) {
-        assert!(runtime.block_on(future).expect("answer").is_none());
-    }
-    assert!(matches!(source.lookup(&miss), KeyLookup::Ready(Ok(None))));
-    group.bench_function("lookup/negative_cache_miss", |b| {
-        b.iter(|| source.lookup(black_box(&miss)))
-    });
-    for threads in [1, 2] {
-        group.bench_function(format!("lookup/hit_threads/{threads}"), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                std::thread::scope(|s| {
-                    for _ in 0..threads {
-                        s.spawn(|| {
-                            for _ in 0..iters {
-                                black_box(source.lookup(black_box(&hit)));
-                            }
-                        });
-                    }
-                });
-                start.elapsed()
-            })
-        });
-    }
-
-    // The layer over each source.
-    for case in &cases {
+    for case in cases() {
         let name = format!("{:?}", case.alg);
-        let header = json!({"alg": name, "typ": "JWT", "kid": kid(case)});
+        let header = json!({"alg": name, "typ": "JWT", "kid": kid(&case)});
         let input = format!(
             "{}.{}",
             B64.encode(header.to_string()),
@@ -192,66 +245,136 @@ fn bench(c: &mut Criterion) {
         let signer = (backend.provider().signer_factory)(&case.alg, &case.signing).expect("signer");
         let sig =
             jsonwebtoken::signature::Signer::try_sign(&*signer, input.as_bytes()).expect("sign");
-        let value = format!("Bearer {input}.{}", B64.encode(&sig));
-        let request = || {
-            Request::get("/orders/42")
-                .header("authorization", value.as_str())
-                .body(())
-                .expect("request")
-        };
-        let issuer = || {
-            Issuer::new(ISS)
-                .audience(AUD)
-                .roles_claim(ClaimPath::single("roles"))
-        };
-        let build = |issuer: Issuer| {
+        let value: Arc<str> = format!("Bearer {input}.{}", B64.encode(&sig)).into();
+        let build = |keys: Issuer| {
             let authenticator = JwtAuthenticator::builder()
-                .issuer(issuer)
+                .issuer(keys.audience(AUD).roles_claim(ClaimPath::single("roles")))
                 .clock(clock.clone())
                 .backend(backend)
                 .build()
                 .expect("authenticator");
             AuthenticateLayer::new(authenticator).layer(service_fn(ok))
         };
-        let over_static = build(issuer().key_source(statics.clone()));
-        let over_jwks = build(issuer().key_source(source.clone()));
-        for (label, service) in [("static", &over_static), ("jwks", &over_jwks)] {
-            let res = now(service.clone().oneshot(request())).expect("infallible");
-            assert_eq!(res.status(), StatusCode::OK, "{name} over {label}");
-            group.bench_function(format!("{name}/layer/{label}"), |b| {
-                b.iter_batched(
-                    request,
-                    |req| now(service.clone().oneshot(req)),
-                    BatchSize::SmallInput,
-                )
+        let over_static = build(Issuer::new(ISS).key_source(setup.statics.clone()));
+        let over_jwks = build(Issuer::new(ISS).key_source(setup.source.clone()));
+        for (label, service) in [("static", over_static), ("jwks", over_jwks)] {
+            let value = Arc::clone(&value);
+            let make = move || {
+                Request::get("/orders/42")
+                    .header("authorization", &*value)
+                    .body(())
+                    .expect("request")
+            };
+            let run = move |req| {
+                now(service.clone().oneshot(req))
+                    .expect("infallible")
+                    .status()
+            };
+            assert_eq!(run(make()), StatusCode::OK, "{name} over {label}");
+            rows.push(Row {
+                name: format!("{name}/layer/{label}"),
+                routine: Routine::Service(Box::new(make), Box::new(run)),
             });
         }
-        group.bench_function(format!("{name}/layer_threads/jwks/2"), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                std::thread::scope(|s| {
-                    let handles: Vec<_> = (0..2)
-                        .map(|_| {
+    }
+    rows
+}
+
+fn bench(c: &mut Criterion) {
+    let setup = setup();
+    let mut group = c.benchmark_group("jwks");
+    for row in rows(&setup) {
+        match &row.routine {
+            Routine::Raw(run) => group.bench_function(&row.name, |b| b.iter(run)),
+            Routine::Service(make, run) => group.bench_function(&row.name, |b| {
+                b.iter_batched(make, run, BatchSize::SmallInput)
+            }),
+        };
+    }
+    // The read path on one and on two threads at once: each thread runs `iters` lookups.
+    let hit = KeyQuery::new(ISS, Some("rs"), Algorithm::RS256);
+    for (label, source) in [
+        ("jwks", &setup.source as &dyn KeySource),
+        ("static", &setup.statics),
+    ] {
+        for threads in [1, 2] {
+            group.bench_function(format!("lookup/hit_threads/{label}/{threads}"), |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    std::thread::scope(|s| {
+                        for _ in 0..threads {
                             s.spawn(|| {
-                                let start = Instant::now();
                                 for _ in 0..iters {
-                                    black_box(now(over_jwks.clone().oneshot(request())).ok());
+                                    black_box(source.lookup(black_box(&hit)));
                                 }
-                                start.elapsed()
-                            })
-                        })
-                        .collect();
-                    for h in handles {
-                        total = total.max(h.join().expect("thread"));
-                    }
-                });
-                total
-            })
-        });
+                            });
+                        }
+                    });
+                    start.elapsed()
+                })
+            });
+        }
     }
     group.finish();
-    assert_eq!(source.stats().fetches, 2, "no fetch while measuring");
+    assert_eq!(setup.source.stats().fetches, 2, "no fetch while measuring");
+}
+
+/// Runs `iterations` of one row, then nothing else: for `valgrind --tool=callgrind
+/// --toggle-collect=*callgrind_measured*`, whose instruction count divided by `iterations` is
+/// the row's cost.
+fn callgrind(name: &str, iterations: usize) {
+    let setup = setup();
+    let Some(row) = rows(&setup).into_iter().find(|r| r.name == name) else {
+        eprintln!("no row {name:?}; rows:");
+        for row in rows(&setup) {
+            eprintln!("  {}", row.name);
+        }
+        std::process::exit(2);
+    };
+    let mut out = Vec::with_capacity(iterations);
+    match &row.routine {
+        Routine::Raw(run) => {
+            black_box(run());
+            callgrind_measured_raw(run, iterations, &mut out);
+        }
+        Routine::Service(make, run) => {
+            black_box(run(make()));
+            let requests: Vec<Request<()>> = (0..iterations).map(|_| make()).collect();
+            callgrind_measured_service(run, requests, &mut out);
+        }
+    }
+    black_box(out);
+    println!("{name}: {iterations} iterations measured");
+}
+
+#[inline(never)]
+fn callgrind_measured_raw(run: &dyn Fn() -> bool, iterations: usize, out: &mut Vec<u16>) {
+    for _ in 0..iterations {
+        out.push(u16::from(run()));
+    }
+}
+
+#[inline(never)]
+fn callgrind_measured_service(
+    run: &dyn Fn(Request<()>) -> StatusCode,
+    requests: Vec<Request<()>>,
+    out: &mut Vec<u16>,
+) {
+    for request in requests {
+        out.push(run(request).as_u16());
+    }
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--callgrind") {
+        let name = args.get(i + 1).map_or("", String::as_str);
+        let iterations = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(1000);
+        callgrind(name, iterations);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

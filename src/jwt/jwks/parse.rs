@@ -20,6 +20,9 @@ pub(crate) struct ParseRules {
     pub(crate) allow_symmetric: bool,
 }
 
+/// Up to this many keys, a lookup scans instead of searching.
+const SCAN: usize = 8;
+
 /// An immutable key set, replaced whole.
 #[derive(Debug, Default)]
 pub(crate) struct KeySet {
@@ -45,13 +48,17 @@ impl KeySet {
     pub(crate) fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&Arc<VerificationKey>> {
         match kid {
             Some(kid) => {
-                let start = self.by_kid.partition_point(|(k, _)| &**k < kid);
-                let same = self.by_kid.get(start..)?;
+                // Few keys (the usual 1-4): a linear scan, where a length mismatch costs no
+                // byte comparison. Many: binary search to the first of the equal ids.
+                let same = if self.by_kid.len() <= SCAN {
+                    &self.by_kid[..]
+                } else {
+                    let start = self.by_kid.partition_point(|(k, _)| &**k < kid);
+                    let end = start + self.by_kid[start..].partition_point(|(k, _)| **k == *kid);
+                    &self.by_kid[start..end]
+                };
                 let mut first = None;
-                for (k, key) in same {
-                    if &**k != kid {
-                        break;
-                    }
+                for (_, key) in same.iter().filter(|(k, _)| **k == *kid) {
                     if key.allows(alg) {
                         return Some(key);
                     }
@@ -357,6 +364,31 @@ mod tests {
                 .unwrap()
                 .allows(Algorithm::ES256)
         );
+    }
+
+    #[test]
+    fn many_keys_are_searched() {
+        let keys: Vec<String> = (0..40)
+            .map(|i| RSA.replace("2011-04-29", &format!("k{i:02}")))
+            .collect();
+        let mut refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let ec_dup = EC.replace("ec1", "k17");
+        refs.push(&ec_dup);
+        let set = parse_key_set(doc(&refs).as_bytes(), rules()).unwrap();
+        for i in 0..40 {
+            assert!(
+                set.find(Some(&format!("k{i:02}")), Algorithm::RS256)
+                    .is_some()
+            );
+        }
+        assert!(
+            set.find(Some("k17"), Algorithm::ES256)
+                .unwrap()
+                .allows(Algorithm::ES256)
+        );
+        assert!(set.find(Some("k40"), Algorithm::RS256).is_none());
+        assert!(set.find(Some("a"), Algorithm::RS256).is_none());
+        assert!(set.find(Some("z"), Algorithm::RS256).is_none());
     }
 
     #[test]
