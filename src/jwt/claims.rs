@@ -179,10 +179,16 @@ pub(crate) fn as_str(raw: &RawValue) -> Result<Cow<'_, str>, ()> {
 /// A NumericDate (RFC 7519 §2): a JSON number, never a string (CVE-2026-25537 class).
 pub(crate) fn as_numeric_date(raw: &RawValue) -> Result<f64, ()> {
     let text = raw.get();
-    // The common case, a non-negative integer that f64 holds exactly: no float parsing.
-    if (1..=15).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit()) {
-        #[allow(clippy::cast_precision_loss)]
-        return text.parse::<u64>().map(|n| n as f64).map_err(|_| ());
+    // The common case, a non-negative integer of at most 15 digits (exact in an f64): no
+    // float parsing.
+    if (1..=15).contains(&text.len()) {
+        let digits = text.bytes().try_fold(0u64, |n, b| {
+            b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+        });
+        if let Some(n) = digits {
+            #[allow(clippy::cast_precision_loss)]
+            return Ok(n as f64);
+        }
     }
     if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
         return Err(());
@@ -205,17 +211,33 @@ pub(crate) enum Strings<'a> {
 /// The next element of the inside of a valid JSON array: `Some(Ok)` a string without escapes,
 /// `Some(Err)` another value (or a string with escapes), `None` at the end.
 fn next_plain<'a>(rest: &mut &'a str) -> Option<Result<&'a str, ()>> {
-    let s = rest.trim_start_matches([' ', '\t', '\n', '\r', ',']);
-    if s.is_empty() {
-        *rest = s;
-        return None;
+    // Byte loops, not `find`: elements are a few bytes long, shorter than a memchr call.
+    let text: &'a str = rest;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while bytes
+        .get(i)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b','))
+    {
+        i += 1;
     }
-    let Some(body) = s.strip_prefix('"') else {
-        return Some(Err(()));
-    };
-    let end = body.find('"')?;
-    *rest = &body[end + 1..];
-    Some(Ok(&body[..end]))
+    match bytes.get(i) {
+        None => {
+            *rest = "";
+            return None;
+        }
+        Some(b'"') => {}
+        Some(_) => return Some(Err(())),
+    }
+    let start = i + 1;
+    let mut end = start;
+    while bytes.get(end).is_some_and(|b| *b != b'"') {
+        end += 1;
+    }
+    // Both ends are at ASCII bytes, so char boundaries.
+    let item = text.get(start..end)?;
+    *rest = text.get(end + 1..)?;
+    Some(Ok(item))
 }
 
 impl<'a> Iterator for Strings<'a> {
