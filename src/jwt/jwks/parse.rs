@@ -1,6 +1,8 @@
 //! JWK Set documents → verification keys.
 
+use std::cell::Cell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
@@ -23,13 +25,61 @@ pub(crate) struct ParseRules {
 /// Up to this many keys, a lookup scans instead of searching.
 const SCAN: usize = 8;
 
+/// Copies of each key, so that threads cloning "the same" key touch different reference
+/// counts: one shared `Arc` would make every lookup on every core write one cache line.
+const STRIPES: usize = 8;
+
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// This thread's copy index, assigned round-robin on first use.
+#[inline]
+fn stripe() -> usize {
+    STRIPE.with(|s| {
+        let v = s.get();
+        if v < STRIPES {
+            v
+        } else {
+            let n = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            s.set(n);
+            n
+        }
+    })
+}
+
+/// One key and its copies ([`STRIPES`]).
+#[derive(Debug)]
+struct Striped([Arc<VerificationKey>; STRIPES]);
+
+impl Striped {
+    fn new(key: &Arc<VerificationKey>) -> Self {
+        Self(std::array::from_fn(|i| {
+            if i == 0 {
+                Arc::clone(key)
+            } else {
+                Arc::new(VerificationKey::clone(key))
+            }
+        }))
+    }
+
+    /// This thread's copy.
+    #[inline]
+    fn get(&self, stripe: usize) -> &Arc<VerificationKey> {
+        &self.0[stripe % STRIPES]
+    }
+}
+
 /// An immutable key set, replaced whole.
 #[derive(Debug, Default)]
 pub(crate) struct KeySet {
     /// Keys with a `kid`, sorted by `kid` (stable: document order among equal ids).
-    by_kid: Box<[(Box<str>, Arc<VerificationKey>)]>,
+    /// (`kid`, index into `all`).
+    by_kid: Box<[(Box<str>, usize)]>,
     /// Every key, in document order (for tokens without `kid`).
-    all: Box<[Arc<VerificationKey>]>,
+    all: Box<[Striped]>,
     /// SHA-256 over the accepted JWKs, to notice a changed set.
     pub(crate) digest: [u8; 32],
     /// Keys in the document that were not used (unsupported, invalid, not allowed).
@@ -46,6 +96,7 @@ impl KeySet {
     /// without `kid` gets the one key that allows `alg`, if exactly one does.
     #[inline]
     pub(crate) fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&Arc<VerificationKey>> {
+        let stripe = stripe();
         match kid {
             Some(kid) => {
                 // Few keys (the usual 1-4): a linear scan, where a length mismatch costs no
@@ -58,7 +109,8 @@ impl KeySet {
                     &self.by_kid[start..end]
                 };
                 let mut first = None;
-                for (_, key) in same.iter().filter(|(k, _)| **k == *kid) {
+                for (_, index) in same.iter().filter(|(k, _)| **k == *kid) {
+                    let key = self.all.get(*index)?.get(stripe);
                     if key.allows(alg) {
                         return Some(key);
                     }
@@ -68,7 +120,12 @@ impl KeySet {
             }
             None => {
                 let mut found = None;
-                for key in self.all.iter().filter(|k| k.allows(alg)) {
+                for key in self
+                    .all
+                    .iter()
+                    .map(|k| k.get(stripe))
+                    .filter(|k| k.allows(alg))
+                {
                     if found.is_some() {
                         return None;
                     }
@@ -219,14 +276,15 @@ pub(crate) fn parse_key_set(body: &[u8], rules: ParseRules) -> Result<KeySet, Jw
     for h in &hashes {
         digest.update(h);
     }
-    let mut by_kid: Vec<(Box<str>, Arc<VerificationKey>)> = keys
+    let mut by_kid: Vec<(Box<str>, usize)> = keys
         .iter()
-        .filter_map(|k| k.kid().map(|kid| (Box::from(kid), Arc::clone(k))))
+        .enumerate()
+        .filter_map(|(i, k)| k.kid().map(|kid| (Box::from(kid), i)))
         .collect();
     by_kid.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(KeySet {
         by_kid: by_kid.into(),
-        all: keys.into(),
+        all: keys.iter().map(Striped::new).collect(),
         digest: digest.finalize().into(),
         skipped,
     })
