@@ -289,7 +289,9 @@ impl<F: JwksFetcher> JwksKeySourceBuilder<F> {
     }
 
     /// The limit on each fetch, connection to last body byte. Defaults to
-    /// [`DEFAULT_FETCH_TIMEOUT`] (5 s). Requests waiting on a refetch wait at most this long.
+    /// [`DEFAULT_FETCH_TIMEOUT`] (5 s). A request waiting on a refetch is also bounded by the
+    /// authenticator's own [`timeout`](crate::jwt::JwtAuthenticatorBuilder::timeout) (2 s by
+    /// default): past it the request gets `503` while the fetch goes on for the next ones.
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -568,6 +570,9 @@ impl<F: JwksFetcher> JwksKeySource<F> {
         }
         let flight = {
             let mut state = self.inner.lock();
+            if self.inner.loaded.load(Ordering::Acquire) {
+                return Ok(());
+            }
             self.inner.join_or_start(&mut state, Trigger::Ready)
         };
         let _ = await_flight(flight).await;
