@@ -28,6 +28,41 @@ use crate::error::ConfigError;
 /// source asks for are fixed in configuration and never come from a token.
 ///
 /// It runs off the request path, in a background task.
+///
+/// # Example
+///
+/// A fetcher that serves a fixed document (a test double; a real one would wrap your client):
+///
+/// ```
+/// use bytes::Bytes;
+/// use credentialflow::jwt::JwksKeySource;
+/// use credentialflow::jwt::jwks::{JwksError, JwksFetcher};
+/// use http::{Response, Uri};
+///
+/// struct Fixed(&'static str);
+///
+/// impl JwksFetcher for Fixed {
+///     async fn get(&self, _uri: &Uri, max_len: usize) -> Result<Response<Bytes>, JwksError> {
+///         if self.0.len() > max_len {
+///             return Err(JwksError::too_large(max_len));
+///         }
+///         Ok(Response::new(Bytes::from_static(self.0.as_bytes())))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // RFC 8037 A.2's Ed25519 public key.
+/// let document = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+///     "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+/// let keys = JwksKeySource::builder("https://idp.example/jwks")
+///     .fetcher(Fixed(document))
+///     .build()?;
+/// keys.ready().await?;
+/// assert_eq!(keys.key_ids(), ["k1"]);
+/// # Ok(())
+/// # }
+/// ```
 pub trait JwksFetcher: Send + Sync + 'static {
     /// `GET uri`, returning the status, the headers and at most `max_len` bytes of body.
     ///
