@@ -577,9 +577,8 @@ impl<C: Clock> Shared<C> {
         let alg =
             Algorithm::from_str(&header.alg).map_err(|_| fail(Reject::UnsupportedAlgorithm))?;
 
-        // Decoded once, on the stack when it fits (almost every token).
-        let mut stack = [0u8; STACK_PAYLOAD];
-        let mut heap = Vec::new();
+        // The payload is decoded once, on the stack when it fits (almost every token); each
+        // branch has its own buffer, so a token refused before it needs none.
         let token = Token {
             header: &header,
             alg,
@@ -590,6 +589,7 @@ impl<C: Clock> Shared<C> {
         if self.issuers.len() > 1 {
             // With several issuers, `iss` picks the keys: the claims are parsed first, and
             // `iss` is only a lookup key until the signature verified.
+            let (mut stack, mut heap) = ([0u8; STACK_PAYLOAD], Vec::new());
             let payload = decode_payload(payload_b64, &mut stack, &mut heap).map_err(fail)?;
             let claims = RawObject::parse(payload).ok_or_else(|| fail(Reject::MalformedPayload))?;
             let iss = issuer_of(&claims).map_err(fail)?;
@@ -608,6 +608,7 @@ impl<C: Clock> Shared<C> {
             if let Some(pending) = self.verify_signature(0, &token, supplied)? {
                 return Ok(Progress::NeedKey(pending));
             }
+            let (mut stack, mut heap) = ([0u8; STACK_PAYLOAD], Vec::new());
             let payload = decode_payload(payload_b64, &mut stack, &mut heap).map_err(fail)?;
             let claims = RawObject::parse(payload).ok_or_else(|| fail(Reject::MalformedPayload))?;
             let iss = issuer_of(&claims).map_err(fail)?;
