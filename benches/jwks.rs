@@ -365,10 +365,75 @@ fn callgrind_measured_service(
     }
 }
 
+/// CPU time of the calling thread (user + system) from `/proc/thread-self/stat`, in clock
+/// ticks (usually 10 ms); `None` off Linux.
+fn thread_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// `--cpu-time [N]`: N hit lookups on each of one and then two threads, printing wall time and
+/// each thread's CPU time per lookup. CPU time ignores the time a thread waits for a core, so
+/// on a busy machine it still shows whether the threads slow each other down (contended cache
+/// lines stall the CPU and count) when the wall clock cannot.
+fn cpu_time(iterations: u64) {
+    let setup = setup();
+    let hit = KeyQuery::new(ISS, Some("rs"), Algorithm::RS256);
+    for (label, source) in [
+        ("jwks", &setup.source as &dyn KeySource),
+        ("static", &setup.statics),
+    ] {
+        for threads in [1, 2] {
+            let start = Instant::now();
+            let ticks: Vec<Option<u64>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let before = thread_cpu_ticks();
+                            for _ in 0..iterations {
+                                black_box(source.lookup(black_box(&hit)));
+                            }
+                            Some(thread_cpu_ticks()? - before?)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("thread"))
+                    .collect()
+            });
+            let wall = start.elapsed();
+            #[allow(clippy::cast_precision_loss)]
+            let per = |d: f64| d / iterations as f64;
+            let cpu: Vec<String> = ticks
+                .iter()
+                .map(|t| t.map_or("?".into(), |t| format!("{:.1} ns", per(t as f64 * 1e7))))
+                .collect();
+            println!(
+                "{label}/{threads} thread(s): wall {:.1} ns per lookup per thread, CPU per lookup {}",
+                per(wall.as_nanos() as f64),
+                cpu.join(", ")
+            );
+        }
+    }
+}
+
 criterion_group!(benches, bench);
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--cpu-time") {
+        cpu_time(
+            args.get(i + 1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(100_000_000),
+        );
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--callgrind") {
         let name = args.get(i + 1).map_or("", String::as_str);
         let iterations = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(1000);
