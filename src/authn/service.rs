@@ -91,11 +91,16 @@ impl<A, R> Shared<A, R> {
         } else {
             mark_sensitive(&mut parts.headers, &self.sensitive);
         }
-        let span = tracing::Span::current();
-        if !span.is_disabled() {
-            span.record("subject", principal.subject());
-            if let Some(id) = principal.credential_id() {
-                span.record("credential_id", id);
+        // When no subscriber enables anything (one atomic load), there is no span to record on.
+        if tracing::level_filters::LevelFilter::current()
+            != tracing::level_filters::LevelFilter::OFF
+        {
+            let span = tracing::Span::current();
+            if !span.is_disabled() {
+                span.record("subject", principal.subject());
+                if let Some(id) = principal.credential_id() {
+                    span.record("credential_id", id);
+                }
             }
         }
         if self.insert_challenges {
