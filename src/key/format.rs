@@ -13,21 +13,28 @@ pub const CHECKSUM_LEN: usize = 6;
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-pub(crate) fn is_base62(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-}
+/// The value of each byte as a base62 digit; `INVALID` for bytes that are not one.
+static BASE62_VALUE: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < BASE62.len() {
+        table[BASE62[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+const INVALID: u8 = 0xff;
 
 pub(crate) fn base62_char(index: u8) -> u8 {
     BASE62[usize::from(index % 62)]
 }
 
-fn base62_value(b: u8) -> Option<u64> {
-    match b {
-        b'0'..=b'9' => Some(u64::from(b - b'0')),
-        b'A'..=b'Z' => Some(u64::from(b - b'A') + 10),
-        b'a'..=b'z' => Some(u64::from(b - b'a') + 36),
-        _ => None,
-    }
+/// `true` when every byte of `bytes` is a base62 digit: one table lookup per byte, no branch.
+fn all_base62(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .fold(0u8, |acc, &b| acc | (BASE62_VALUE[usize::from(b)] & 0x80))
+        == 0
 }
 
 /// CRC-32 (ISO-HDLC, the zlib one) of `body`, as 6 base62 characters, most significant first.
@@ -44,13 +51,10 @@ pub(crate) fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
 fn checksum_matches(body: &[u8], given: &[u8]) -> bool {
     // The checksum is public information (it is computed from the key itself), so a plain
     // comparison leaks nothing; it exists to catch typos before any lookup.
-    let mut value: u64 = 0;
-    for &b in given {
-        let Some(v) = base62_value(b) else {
-            return false;
-        };
-        value = value * 62 + v;
-    }
+    // `given` is base62 already (checked by the caller).
+    let value = given.iter().fold(0u64, |value, &b| {
+        value * 62 + u64::from(BASE62_VALUE[usize::from(b)])
+    });
     value == u64::from(crc32fast::hash(body))
 }
 
@@ -143,11 +147,8 @@ impl KeyFormat {
         let (id, rest) = rest.split_at(ID_LEN);
         let (sep, rest) = rest.split_at(1);
         let (secret, check) = rest.split_at(SECRET_LEN);
-        if sep != b"_"
-            || !id.iter().copied().all(is_base62)
-            || !secret.iter().copied().all(is_base62)
-            || !check.iter().copied().all(is_base62)
-        {
+        // Non-short-circuiting `&`: every byte is looked at whatever the input, in one pass each.
+        if (sep != b"_") | !all_base62(id) | !all_base62(secret) | !all_base62(check) {
             return Err(KeyParseError::Malformed);
         }
         let body_len = key.len() - CHECKSUM_LEN;
@@ -243,6 +244,19 @@ mod tests {
     fn arb_part(len: usize) -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(0u8..62, len)
             .prop_map(|v| v.into_iter().map(base62_char).collect())
+    }
+
+    #[test]
+    fn base62_table_is_the_alphabet() {
+        for b in 0u8..=255 {
+            let value = BASE62_VALUE[usize::from(b)];
+            assert_eq!(value != INVALID, b.is_ascii_alphanumeric(), "{b:#x}");
+            if value != INVALID {
+                assert_eq!(BASE62[usize::from(value)], b);
+            }
+            assert_eq!(all_base62(&[b'0', b, b'z']), b.is_ascii_alphanumeric());
+        }
+        assert!(all_base62(b""));
     }
 
     #[test]
