@@ -316,11 +316,13 @@ impl fmt::Debug for PrincipalBuilder {
     }
 }
 
-/// An immutable set of names (scopes or roles): one string buffer and a sorted index into it.
+/// An immutable set of names (scopes or roles): one string buffer, an index into it in byte
+/// order, and an index by a 64-bit hash of each name.
 ///
-/// Building costs two allocations whatever the number of names; [`NameSet::contains`] is a
-/// binary search. Duplicates and empty names are dropped. Names are case-sensitive
-/// (RFC 6749 §3.3).
+/// Building costs three allocations whatever the number of names; [`NameSet::contains`] is a
+/// binary search over the hashes (integer compares) and one byte comparison to confirm, so a
+/// check does not grow with the length of the names nor, beyond `log n`, with their number.
+/// Duplicates and empty names are dropped. Names are case-sensitive (RFC 6749 §3.3).
 ///
 /// ```
 /// use credentialflow::principal::NameSet;
@@ -334,7 +336,59 @@ impl fmt::Debug for PrincipalBuilder {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct NameSet {
     buf: Box<str>,
+    /// `(start, end)` of each name in `buf`, in ascending byte order of the names.
     spans: Box<[(u32, u32)]>,
+    /// `(name_hash, index into spans)`, ascending: derived from `spans`, so equal sets have equal
+    /// indexes and the derived `PartialEq` stays right.
+    by_hash: Box<[(u64, u32)]>,
+}
+
+/// A name prepared for repeated lookups: its hash computed once (the authorization layers
+/// prepare the names they require when they are built).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NameKey {
+    hash: u64,
+    name: Box<str>,
+}
+
+impl NameKey {
+    pub(crate) fn new(name: &str) -> Self {
+        Self {
+            hash: name_hash(name.as_bytes()),
+            name: name.into(),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A fast, fixed (unseeded) 64-bit hash of a name, eight bytes per step (the `FxHasher`
+/// multiply-rotate step with a final avalanche). Not collision resistant, and it need not be:
+/// a hash only narrows the search, the bytes decide, and a crafted collision costs one more
+/// comparison, never a wrong answer.
+fn name_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+    let step = |h: u64, word: u64| (h ^ word).wrapping_mul(K).rotate_left(26);
+    let mut h = step(0, bytes.len() as u64);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        h = step(h, u64::from_le_bytes(word));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        h = step(h, u64::from_le_bytes(word));
+    }
+    // Murmur3's finaliser, so that the high bits (which decide the order) depend on every byte.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
 }
 
 impl NameSet {
@@ -359,17 +413,30 @@ impl NameSet {
     /// `true` when `name` is in the set. `O(log n)`.
     #[must_use]
     pub fn contains(&self, name: &str) -> bool {
-        // Bytes, not `str`: the same order (str orders by bytes) without char-boundary checks.
-        let bytes = self.buf.as_bytes();
-        let name = name.as_bytes();
+        self.contains_hashed(name_hash(name.as_bytes()), name.as_bytes())
+    }
+
+    /// [`contains`](Self::contains) for a name whose hash is already known.
+    #[inline]
+    pub(crate) fn contains_key(&self, key: &NameKey) -> bool {
+        self.contains_hashed(key.hash, key.name.as_bytes())
+    }
+
+    fn contains_hashed(&self, hash: u64, name: &[u8]) -> bool {
+        let first = self.by_hash.partition_point(|&(h, _)| h < hash);
+        self.by_hash
+            .get(first..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|&&(h, _)| h == hash)
+            .any(|&(_, i)| self.bytes(i) == name)
+    }
+
+    fn bytes(&self, index: u32) -> &[u8] {
         self.spans
-            .binary_search_by(|&(start, end)| {
-                bytes
-                    .get(start as usize..end as usize)
-                    .unwrap_or_default()
-                    .cmp(name)
-            })
-            .is_ok()
+            .get(index as usize)
+            .and_then(|&(start, end)| self.buf.as_bytes().get(start as usize..end as usize))
+            .unwrap_or_default()
     }
 
     /// `true` when every one of `names` is in the set (vacuously true for none).
@@ -423,8 +490,16 @@ impl<S: AsRef<str>> FromIterator<S> for NameSet {
         let name = |&(s, e): &(u32, u32)| buf.get(s as usize..e as usize).unwrap_or("");
         spans.sort_unstable_by(|a, b| name(a).cmp(name(b)));
         spans.dedup_by(|a, b| name(a) == name(b));
+        // Spans fit `u32` offsets, so their count does too.
+        let mut by_hash: Vec<(u64, u32)> = spans
+            .iter()
+            .zip(0u32..)
+            .map(|(span, i)| (name_hash(name(span).as_bytes()), i))
+            .collect();
+        by_hash.sort_unstable();
         Self {
             spans: spans.into_boxed_slice(),
+            by_hash: by_hash.into_boxed_slice(),
             buf,
         }
     }
@@ -509,6 +584,21 @@ mod tests {
     }
 
     #[test]
+    fn a_hash_match_alone_is_not_membership() {
+        let set = NameSet::from_space_delimited("orders:read orders:write");
+        // As if "orders:delete" collided with "orders:read": the bytes still decide.
+        assert!(!set.contains_hashed(name_hash(b"orders:read"), b"orders:delete"));
+        assert!(set.contains_hashed(name_hash(b"orders:read"), b"orders:read"));
+        // Word boundaries of the hash: 7, 8, 9 and 16 bytes.
+        let set = NameSet::from_space_delimited("abcdefg abcdefgh abcdefghi abcdefghijklmnop");
+        for name in ["abcdefg", "abcdefgh", "abcdefghi", "abcdefghijklmnop"] {
+            assert!(set.contains(name), "{name}");
+        }
+        assert!(!set.contains("abcdefghijklmno"));
+        assert!(!NameSet::default().contains(""));
+    }
+
+    #[test]
     fn display_round_trips_space_delimited() {
         let set = NameSet::from_space_delimited("b a c");
         assert_eq!(set.to_string(), "a b c");
@@ -516,12 +606,16 @@ mod tests {
 
     proptest! {
         #[test]
-        fn name_set_contains_exactly_its_inputs(names in proptest::collection::vec("[a-z:./]{0,6}", 0..20), probe in "[a-z:./]{0,6}") {
+        fn name_set_contains_exactly_its_inputs(names in proptest::collection::vec("[a-z:./]{0,19}", 0..20), probe in "[a-z:./]{0,19}") {
             let set: NameSet = names.iter().collect();
             let expected: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).filter(|n| !n.is_empty()).collect();
             prop_assert_eq!(set.len(), expected.len());
             prop_assert_eq!(set.iter().collect::<Vec<_>>(), expected.iter().copied().collect::<Vec<_>>());
             prop_assert_eq!(set.contains(&probe), expected.contains(probe.as_str()));
+            prop_assert_eq!(set.contains_key(&NameKey::new(&probe)), expected.contains(probe.as_str()));
+            for name in &expected {
+                prop_assert!(set.contains(name));
+            }
         }
 
         #[test]

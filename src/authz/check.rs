@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use http::{Extensions, Request, Response};
 
 use crate::error::{ConfigError, Error, ErrorKind};
-use crate::principal::{NameSet, Principal};
+use crate::principal::{NameKey, NameSet, Principal};
 use crate::response::{Challenges, Responder, Scheme, reject};
 
 /// Whether a principal needs every one of the names, or at least one.
@@ -50,7 +50,7 @@ pub(crate) enum Names {
 pub(crate) struct NameCheck {
     pub(crate) what: Names,
     pub(crate) mode: Match,
-    names: Box<[Box<str>]>,
+    names: Box<[NameKey]>,
     joined: Arc<str>,
 }
 
@@ -96,7 +96,7 @@ impl NameCheck {
         Ok(Self {
             what,
             mode,
-            names: list.into_boxed_slice(),
+            names: list.iter().map(|n| NameKey::new(n)).collect(),
             joined,
         })
     }
@@ -113,8 +113,8 @@ impl NameCheck {
     pub(crate) fn passes(&self, principal: &Principal) -> bool {
         let set = self.set(principal);
         match self.mode {
-            Match::All => self.names.iter().all(|n| set.contains(n)),
-            Match::Any => self.names.iter().any(|n| set.contains(n)),
+            Match::All => self.names.iter().all(|n| set.contains_key(n)),
+            Match::Any => self.names.iter().any(|n| set.contains_key(n)),
         }
     }
 
@@ -125,8 +125,8 @@ impl NameCheck {
             Match::All => self
                 .names
                 .iter()
-                .filter(|n| !set.contains(n))
-                .map(|n| &**n)
+                .filter(|n| !set.contains_key(n))
+                .map(NameKey::as_str)
                 .collect::<Vec<_>>()
                 .join(" "),
             Match::Any => self.joined.to_string(),
@@ -149,7 +149,7 @@ impl NameCheck {
     }
 
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
-        self.names.iter().map(|n| &**n)
+        self.names.iter().map(NameKey::as_str)
     }
 }
 
@@ -160,7 +160,7 @@ impl fmt::Debug for NameCheck {
             Names::Roles => "Roles",
         })
         .field("mode", &self.mode)
-        .field("names", &self.names)
+        .field("names", &self.names().collect::<Vec<_>>())
         .finish()
     }
 }
