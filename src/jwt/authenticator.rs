@@ -504,15 +504,30 @@ struct RawHeader<'a> {
     #[serde(borrow)]
     alg: Cow<'a, str>,
     #[serde(borrow, default)]
-    typ: Option<Cow<'a, str>>,
+    typ: Option<HeaderStr<'a>>,
     #[serde(borrow, default)]
-    kid: Option<Cow<'a, str>>,
+    kid: Option<HeaderStr<'a>>,
     #[serde(default, deserialize_with = "present")]
     crit: bool,
     #[serde(default, deserialize_with = "present")]
     zip: bool,
     #[serde(default, deserialize_with = "present")]
     enc: bool,
+}
+
+/// A header string, borrowed unless it has escapes. (`Option<Cow<str>>` would always allocate:
+/// serde borrows only a bare `Cow<str>` field.)
+#[derive(Deserialize)]
+struct HeaderStr<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl RawHeader<'_> {
+    fn typ(&self) -> Option<&str> {
+        self.typ.as_ref().map(|s| &*s.0)
+    }
+
+    fn kid(&self) -> Option<&str> {
+        self.kid.as_ref().map(|s| &*s.0)
+    }
 }
 
 /// The largest header we decode, on the stack.
@@ -641,7 +656,7 @@ impl<C: Clock> Shared<C> {
             None => {
                 let query = KeyQuery {
                     issuer: &entry.rules.issuer,
-                    kid: token.header.kid.as_deref(),
+                    kid: token.header.kid(),
                     alg: token.alg,
                 };
                 match entry.source.lookup(&query) {
@@ -691,13 +706,13 @@ impl<C: Clock> Shared<C> {
             return Err(fail(Reject::Compressed));
         }
         if !rules.required_types.is_empty() {
-            let typ = header.typ.as_deref().map(|t| {
+            let typ = header.typ().map(|t| {
                 let t = t
                     .get(..12)
                     .filter(|p| p.eq_ignore_ascii_case("application/"));
                 t.map_or(0, str::len)
             });
-            let ok = match (header.typ.as_deref(), typ) {
+            let ok = match (header.typ(), typ) {
                 (Some(t), Some(skip)) => rules
                     .required_types
                     .iter()
@@ -1113,6 +1128,23 @@ mod tests {
         assert!(!looks_like_jws(".b.c"));
         assert!(!looks_like_jws("cf_live_abc"));
         assert!(!looks_like_jws("a.b.c.d.e"));
+    }
+
+    #[test]
+    fn header_strings_borrow_and_still_accept_escapes() {
+        let plain: RawHeader<'_> =
+            serde_json::from_str(r#"{"alg":"RS256","typ":"at+jwt","kid":"k1"}"#).unwrap();
+        assert!(matches!(
+            plain.typ.as_ref().map(|s| &s.0),
+            Some(Cow::Borrowed(_))
+        ));
+        assert_eq!((plain.typ(), plain.kid()), (Some("at+jwt"), Some("k1")));
+        let escaped: RawHeader<'_> =
+            serde_json::from_str(r#"{"alg":"RS256","typ":"at\u002bjwt","kid":"k\u0031"}"#).unwrap();
+        assert_eq!((escaped.typ(), escaped.kid()), (Some("at+jwt"), Some("k1")));
+        let none: RawHeader<'_> = serde_json::from_str(r#"{"alg":"RS256","typ":null}"#).unwrap();
+        assert_eq!((none.typ(), none.kid()), (None, None));
+        assert!(serde_json::from_str::<RawHeader<'_>>(r#"{"alg":"RS256","kid":7}"#).is_err());
     }
 
     #[test]
