@@ -10,10 +10,12 @@
 //!
 //! - **Lock-free reads.** The key set is an immutable map replaced whole (an `ArcSwap`): a
 //!   token whose `kid` is known is answered synchronously, without allocating, without a lock,
-//!   and never waits for a fetch in flight.
+//!   and never waits for a fetch in flight. Each key is kept in 8 copies, one per group of
+//!   threads, so that threads verifying at once do not all write one reference count.
 //! - **Background refresh** before the TTL runs out: the TTL is the response's
 //!   `Cache-Control: max-age`, clamped to [`ttl_bounds`](JwksKeySourceBuilder::ttl_bounds)
-//!   ([`DEFAULT_TTL`] without one); the refresh runs at 80–90 % of it. A failed fetch is retried
+//!   ([`DEFAULT_TTL`] without one; `no-store` and `no-cache` count as the minimum); the refresh
+//!   runs at 80–90 % of it. A failed fetch is retried
 //!   with jittered exponential backoff, and the previous keys keep serving meanwhile.
 //! - **Unknown `kid`**: one refetch, shared by every request that misses meanwhile
 //!   (single-flight), then a [cool-down](JwksKeySourceBuilder::cooldown) during which unknown
