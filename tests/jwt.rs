@@ -1453,3 +1453,51 @@ async fn lookups_are_bounded_by_default() {
     assert_eq!(started.elapsed(), credentialflow::authn::DEFAULT_TIMEOUT);
     assert!(JwtAuthenticator::builder().timeout(Duration::ZERO).is_err());
 }
+
+#[test]
+fn ec_keys_of_other_curves_are_refused_at_build_time() {
+    // 65-byte uncompressed points like P-256's, on curves ES256 does not use: jsonwebtoken
+    // checks only the key type, so without the curve check these verified nothing, per request.
+    let secp256k1 = b"-----BEGIN PUBLIC KEY-----
+MFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAEo1EsM+sFsBEd1y9UWvD6yg/wzH50wdCc
+gBlUJAftGRjnVK6dmyVvMiGp8qbi+eb4IVXo+vELxtoLJ0xxs3DFig==
+-----END PUBLIC KEY-----
+";
+    let brainpool_p256r1 = b"-----BEGIN PUBLIC KEY-----
+MFowFAYHKoZIzj0CAQYJKyQDAwIIAQEHA0IABExw571+63IVN2lhezykq+7TQRV5
+HzlFZDEBbKCoaExoCx8j51sqTSA50mI4WeFw03fNNcWq36DtIyXsA7G7yIk=
+-----END PUBLIC KEY-----
+";
+    let compressed_p256 = b"-----BEGIN PUBLIC KEY-----
+MDkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDIgADtAbZF1Zr4DArRtYOpC6YgUdls8st
+zbdJB3/0DsZFsmw=
+-----END PUBLIC KEY-----
+";
+    for (what, pem) in [
+        ("secp256k1", &secp256k1[..]),
+        ("brainpoolP256r1", &brainpool_p256r1[..]),
+        ("a compressed P-256 point", &compressed_p256[..]),
+    ] {
+        assert!(VerificationKey::ec_pem(pem).is_err(), "{what} was accepted");
+    }
+    let der = |pem: &[u8]| {
+        let text = std::str::from_utf8(pem).unwrap();
+        let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
+    };
+    assert!(VerificationKey::ec_der(&der(secp256k1)).is_err());
+    for (file, alg) in [
+        ("ec-p256-public.pem", Algorithm::ES256),
+        ("ec-p384-public.pem", Algorithm::ES384),
+    ] {
+        let pem = fixture(file);
+        for key in [
+            VerificationKey::ec_pem(&pem).unwrap(),
+            VerificationKey::ec_der(&der(&pem)).unwrap(),
+        ] {
+            assert!(key.allows(alg) && key.algorithms().iter().count() == 1);
+        }
+    }
+}

@@ -198,6 +198,53 @@ fn der_positive_integer(contents: &[u8]) -> Result<&[u8], &'static str> {
     }
 }
 
+/// The DER inside a PEM with one `-----BEGIN …-----` block (headers-free, as SPKI PEM is).
+fn pem_der(pem: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let start = text.find("-----BEGIN ")?;
+    let body = text.get(start..)?.split_once('\n')?.1;
+    let end = body.find("-----END ")?;
+    let b64: String = body
+        .get(..end)?
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    STANDARD.decode(b64).ok()
+}
+
+/// The ECDSA algorithm of an EC `SubjectPublicKeyInfo` (RFC 5480): `id-ecPublicKey` with
+/// the named curve P-256 or P-384, and an uncompressed point of that curve's size.
+fn ec_spki_algorithm(spki: &[u8]) -> Result<Algorithm, &'static str> {
+    const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    const P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+    let (tag, body, rest) = der_tlv(spki)?;
+    if tag != 0x30 || !rest.is_empty() {
+        return Err("not a SubjectPublicKeyInfo");
+    }
+    let (tag, algorithm, key) = der_tlv(body)?;
+    let (oid_tag, oid, params) = der_tlv(algorithm).map_err(|_| "bad algorithm")?;
+    if tag != 0x30 || oid_tag != 0x06 || oid != EC_PUBLIC_KEY {
+        return Err("not an EC public key");
+    }
+    let (curve_tag, curve, rest) = der_tlv(params)?;
+    if curve_tag != 0x06 || !rest.is_empty() {
+        return Err("no named curve");
+    }
+    let (alg, point_len) = match curve {
+        P256 => (Algorithm::ES256, 65),
+        P384 => (Algorithm::ES384, 97),
+        _ => return Err("unsupported curve"),
+    };
+    let (tag, bits, rest) = der_tlv(key)?;
+    match bits {
+        [0, 0x04, point @ ..] if tag == 0x03 && rest.is_empty() && point.len() + 1 == point_len => {
+            Ok(alg)
+        }
+        _ => Err("not an uncompressed point of the curve"),
+    }
+}
+
 /// The smallest and largest RSA moduli accepted, in bits: RFC 7518 §3.3 requires 2048 or
 /// more, and the verification algorithms of aws-lc-rs refuse more than 8192.
 const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
@@ -388,11 +435,16 @@ impl VerificationKey {
     /// When the PEM is not a P-256 or P-384 public key.
     pub fn ec_pem(pem: &[u8]) -> Result<Self, ConfigError> {
         let key = DecodingKey::from_ec_pem(pem).map_err(bad_key("EC public key PEM"))?;
-        let alg = match key.try_get_as_bytes().map(<[u8]>::len) {
-            Ok(65) => Algorithm::ES256,
-            Ok(97) => Algorithm::ES384,
-            _ => return Err(ConfigError::new("expected a P-256 or P-384 public key")),
-        };
+        // jsonwebtoken checks the key type, not the curve: read it from the SPKI, so that a
+        // secp256k1 or brainpool key is refused here rather than on every request.
+        let spki = pem_der(pem).ok_or_else(|| ConfigError::new("invalid EC public key PEM"))?;
+        let alg = ec_spki_algorithm(&spki).map_err(|why| {
+            ConfigError::new(format!("expected a P-256 or P-384 public key: {why}"))
+        })?;
+        let expected = if alg == Algorithm::ES256 { 65 } else { 97 };
+        if key.try_get_as_bytes().map(<[u8]>::len) != Ok(expected) {
+            return Err(ConfigError::new("expected a P-256 or P-384 public key"));
+        }
         Ok(Self::new(key, AlgorithmSet::EMPTY.with(alg)))
     }
 
