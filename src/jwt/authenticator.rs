@@ -447,29 +447,33 @@ impl<C: Clock> JwtAuthenticatorBuilder<C> {
 
 impl<C: fmt::Debug> fmt::Debug for JwtAuthenticatorBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtAuthenticatorBuilder")
-            .field("issuers", &self.issuers)
+        let mut d = f.debug_struct("JwtAuthenticatorBuilder");
+        d.field("issuers", &self.issuers)
             .field("backend", &self.backend)
             .field("clock", &self.clock)
-            .field("max_len", &self.max_len)
-            .finish_non_exhaustive()
+            .field("max_len", &self.max_len);
+        #[cfg(feature = "tokio")]
+        d.field("timeout", &self.timeout);
+        d.finish_non_exhaustive()
     }
 }
 
 impl<C: fmt::Debug> fmt::Debug for JwtAuthenticator<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.shared;
-        f.debug_struct("JwtAuthenticator")
-            .field(
-                "issuers",
-                &s.issuers.iter().map(|e| &e.rules).collect::<Vec<_>>(),
-            )
-            .field("extractor", &s.extractor)
-            .field("backend", &s.backend)
-            .field("clock", &s.clock)
-            .field("max_len", &s.max_len)
-            .field("revocation", &s.revocation.is_some())
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("JwtAuthenticator");
+        d.field(
+            "issuers",
+            &s.issuers.iter().map(|e| &e.rules).collect::<Vec<_>>(),
+        )
+        .field("extractor", &s.extractor)
+        .field("backend", &s.backend)
+        .field("clock", &s.clock)
+        .field("max_len", &s.max_len)
+        .field("revocation", &s.revocation.is_some());
+        #[cfg(feature = "tokio")]
+        d.field("timeout", &s.timeout);
+        d.finish_non_exhaustive()
     }
 }
 
