@@ -316,7 +316,11 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
-    assert_eq!(setup.source.stats().fetches, 2, "no fetch while measuring");
+    assert_eq!(
+        setup.source.stats().fetches(),
+        2,
+        "no fetch while measuring"
+    );
 }
 
 /// Runs `iterations` of one row, then nothing else: for `valgrind --tool=callgrind

@@ -359,8 +359,8 @@ async fn ten_requests_cost_one_fetch() {
     }
     assert_eq!(idp.fetches(), 1);
     let stats = keys.stats();
-    assert_eq!((stats.fetches, stats.failures, stats.keys), (1, 0, 1));
-    assert!(stats.loaded);
+    assert_eq!((stats.fetches(), stats.failures(), stats.keys()), (1, 0, 1));
+    assert!(stats.loaded());
     assert_eq!(keys.key_ids(), ["a"]);
 }
 
@@ -413,8 +413,8 @@ async fn rotation_with_overlap_accepts_old_and_new_keys() {
     }
     assert_eq!(idp.fetches(), 2);
     let stats = keys.stats();
-    assert_eq!(stats.unknown_kid_refetches, 1);
-    assert_eq!(stats.key_set_changes, 2);
+    assert_eq!(stats.unknown_kid_refetches(), 1);
+    assert_eq!(stats.key_set_changes(), 2);
 
     // The old key is withdrawn; once the cool-down is over an unknown kid refetches again.
     idp.serve_keys(&[(Fixture::RsaB, "new")]);
@@ -457,7 +457,7 @@ async fn random_kid_flood_costs_at_most_one_fetch_per_cooldown() {
         );
     }
     assert_eq!(idp.fetches(), 2, "the initial load and one refetch");
-    assert!(keys.stats().cooldown_hits >= 500);
+    assert!(keys.stats().cooldown_hits() >= 500);
 
     // Next cool-down: one more fetch for another 1,000.
     clock.advance(Duration::from_secs(30));
@@ -544,7 +544,7 @@ async fn never_loaded_is_503_with_retry_after() {
     let res = call(&app, &garbage(ISS, "x")).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(idp.fetches() <= 3, "{}", idp.fetches());
-    assert!(!keys.stats().loaded);
+    assert!(!keys.stats().loaded());
 
     // The provider comes back: the next refetch after the cool-down loads the keys.
     idp.serve_keys(&[(Fixture::RsaA, "a")]);
@@ -580,8 +580,8 @@ async fn assert_failure_keeps_keys(reply: Reply, expected: JwksErrorKind) {
     // The previous keys keep working, and the failure is counted.
     assert_eq!(call(&app, &good).await.status(), StatusCode::OK);
     let stats = keys.stats();
-    assert_eq!(stats.failures, 1, "{stats:?}");
-    assert_eq!(stats.keys, 1);
+    assert_eq!(stats.failures(), 1, "{stats:?}");
+    assert_eq!(stats.keys(), 1);
     assert_eq!(idp.fetches(), 2);
 }
 
@@ -645,7 +645,7 @@ async fn dropped_request_during_a_fetch_neither_panics_nor_fetches_twice() {
         2,
         "one refetch, joined by the second request"
     );
-    assert_eq!(keys.stats().failures, 1);
+    assert_eq!(keys.stats().failures(), 1);
     // Known keys were never affected.
     assert_eq!(
         call(&app, &token(ISS, Fixture::RsaA, "a")).await.status(),
@@ -664,7 +664,7 @@ async fn keys_refresh_in_the_background_before_the_ttl_runs_out() {
     let keys = source(&idp, &clock);
     keys.ready().await.unwrap();
     let app = app(vec![(ISS, keys.clone())], &clock);
-    let refreshes = keys.stats().refreshes;
+    let refreshes = keys.stats().refreshes();
     idp.serve(Reply::Json {
         body: jwks(&[(Fixture::RsaA, "a"), (Fixture::RsaB, "b")]),
         max_age: Some(120),
@@ -683,7 +683,7 @@ async fn keys_refresh_in_the_background_before_the_ttl_runs_out() {
     );
     assert_eq!(idp.fetches(), 2, "the new kid needed no refetch");
     assert_eq!(
-        keys.stats().refreshes,
+        keys.stats().refreshes(),
         refreshes + 1,
         "one scheduled refresh"
     );
@@ -723,10 +723,10 @@ async fn failed_refresh_backs_off_and_stale_keys_keep_serving() {
     idp.serve(Reply::Status(503));
     // Past the default 5 min TTL: the refresh fails, then retries after 0.5-1 s, 1-2 s, ...
     advance(&clock, Duration::from_secs(300)).await;
-    eventually("failed refresh", || keys.stats().failures == 1).await;
+    eventually("failed refresh", || keys.stats().failures() == 1).await;
     for expected in 2..=4 {
         advance(&clock, Duration::from_secs(1u64 << (expected - 1))).await;
-        eventually("retry", || keys.stats().failures == expected).await;
+        eventually("retry", || keys.stats().failures() == expected).await;
     }
     assert_eq!(idp.fetches(), 5);
     // Stale keys keep serving.
@@ -738,7 +738,7 @@ async fn failed_refresh_backs_off_and_stale_keys_keep_serving() {
     idp.serve_keys(&[(Fixture::RsaA, "a")]);
     advance(&clock, Duration::from_secs(16)).await;
     eventually("recovered", || {
-        keys.stats().failures == 4 && idp.fetches() == 6
+        keys.stats().failures() == 4 && idp.fetches() == 6
     })
     .await;
 }
@@ -847,7 +847,7 @@ async fn oidc_discovery_finds_the_jwks_uri() {
     );
     assert_eq!(idp.state.discovery_hits.load(Ordering::SeqCst), 1);
     assert_eq!(idp.fetches(), 1);
-    assert_eq!(keys.stats().discoveries, 1);
+    assert_eq!(keys.stats().discoveries(), 1);
 }
 
 #[tokio::test]

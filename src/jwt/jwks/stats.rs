@@ -41,27 +41,78 @@ impl Counters {
 ///
 /// Each counter is read atomically; the snapshot as a whole is not a single instant.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct JwksStats {
+    fetches: u64,
+    failures: u64,
+    discoveries: u64,
+    refreshes: u64,
+    unknown_kid_refetches: u64,
+    cooldown_hits: u64,
+    key_set_changes: u64,
+    keys: usize,
+    skipped_keys: usize,
+    loaded: bool,
+}
+
+impl JwksStats {
     /// Fetch attempts (one per refresh, whatever triggered it; discovery not included).
-    pub fetches: u64,
+    #[must_use]
+    pub fn fetches(&self) -> u64 {
+        self.fetches
+    }
+
     /// Attempts that failed (transport, timeout, status, size, invalid document, discovery).
-    pub failures: u64,
+    #[must_use]
+    pub fn failures(&self) -> u64 {
+        self.failures
+    }
+
     /// Discovery documents fetched.
-    pub discoveries: u64,
-    /// Attempts started by the background schedule (TTL or retry after a failure).
-    pub refreshes: u64,
+    #[must_use]
+    pub fn discoveries(&self) -> u64 {
+        self.discoveries
+    }
+
+    /// Attempts started by the background schedule (TTL, or a retry after a failure).
+    #[must_use]
+    pub fn refreshes(&self) -> u64 {
+        self.refreshes
+    }
+
     /// Attempts started by a token whose `kid` was not in the key set.
-    pub unknown_kid_refetches: u64,
+    #[must_use]
+    pub fn unknown_kid_refetches(&self) -> u64 {
+        self.unknown_kid_refetches
+    }
+
     /// Lookups of an unknown `kid` answered from the negative cache during the cool-down,
     /// without a fetch.
-    pub cooldown_hits: u64,
+    #[must_use]
+    pub fn cooldown_hits(&self) -> u64 {
+        self.cooldown_hits
+    }
+
     /// Successful fetches whose key set differed from the one before (the first load counts).
-    pub key_set_changes: u64,
+    #[must_use]
+    pub fn key_set_changes(&self) -> u64 {
+        self.key_set_changes
+    }
+
     /// Keys in the current set.
-    pub keys: usize,
+    #[must_use]
+    pub fn keys(&self) -> usize {
+        self.keys
+    }
+
     /// Keys of the last document that were skipped (unsupported type, invalid, not allowed).
-    pub skipped_keys: usize,
+    #[must_use]
+    pub fn skipped_keys(&self) -> usize {
+        self.skipped_keys
+    }
+
     /// `true` once a key set was loaded.
-    pub loaded: bool,
+    #[must_use]
+    pub fn loaded(&self) -> bool {
+        self.loaded
+    }
 }
