@@ -15,7 +15,9 @@
 //! - `rule_table`: `AuthorizeRoutesLayer` with 50 rules (50 route patterns, mixed methods),
 //!   the request hitting one in the middle: a scope rule, a public rule, a closure policy,
 //!   `TenantFromPath` (reads the path parameters), an unlisted method (reject);
-//! - `policy`: `AuthorizeLayer` with a closure and with `TenantFromPath`.
+//! - `policy`: `AuthorizeLayer` with a closure and with `TenantFromPath`;
+//! - `name_set`: building a `NameSet` from 3 and 10 space-delimited scopes (what a JWT costs),
+//!   and one `contains`.
 //!
 //! Every group also has `noop_layer`: tower's `MapRequest` with the identity function, the
 //! floor any middleware pays in this harness (one more service to clone and call, one more
@@ -42,6 +44,7 @@ use credentialflow::authz::{
     AuthorizeLayer, AuthorizeRoutesLayer, PolicyRequest, RequireScopesLayer, Requirement,
     TenantFromPath,
 };
+use credentialflow::principal::NameSet;
 use credentialflow::test_support::principal;
 use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
@@ -370,5 +373,25 @@ fn policy(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, scopes, rule_table, policy);
+/// What a `NameSet` costs to build from a token's `scope` claim, and one lookup in it: the
+/// JWT authenticator builds one per token (issue 5: a few tens of nanoseconds for ≤ 10 scopes).
+fn name_set(c: &mut Criterion) {
+    let ten = "orders:read orders:write invoices:read invoices:write customers:read \
+               customers:write reports:read profile email openid";
+    let three = "orders:read orders:write profile";
+    let mut group = c.benchmark_group("name_set");
+    group.bench_function("build_3", |b| {
+        b.iter(|| NameSet::from_space_delimited(black_box(three)));
+    });
+    group.bench_function("build_10", |b| {
+        b.iter(|| NameSet::from_space_delimited(black_box(ten)));
+    });
+    let set = NameSet::from_space_delimited(ten);
+    group.bench_function("contains_10", |b| {
+        b.iter(|| black_box(&set).contains(black_box("reports:read")));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, scopes, rule_table, policy, name_set);
 criterion_main!(benches);

@@ -316,30 +316,34 @@ impl fmt::Debug for PrincipalBuilder {
     }
 }
 
-/// An immutable set of names (scopes or roles): one string buffer, an index into it in byte
-/// order, and an index by a 64-bit hash of each name.
+/// An immutable set of names (scopes or roles): one string buffer, the names' spans in it in
+/// the order they were given, and an index by a 64-bit hash of each name.
 ///
-/// Building costs three allocations whatever the number of names; [`NameSet::contains`] is a
-/// binary search over the hashes (integer compares) and one byte comparison to confirm, so a
-/// check does not grow with the length of the names nor, beyond `log n`, with their number.
-/// Duplicates and empty names are dropped. Names are case-sensitive (RFC 6749 §3.3).
+/// Building costs three allocations whatever the number of names, and no comparison of names
+/// with each other unless two hash alike: a token's ten scopes cost well under a microsecond.
+/// [`NameSet::contains`] is a binary search over the hashes (integer compares) and one byte
+/// comparison to confirm, so a check does not grow with the length of the names nor, beyond
+/// `log n`, with their number. Duplicates and empty names are dropped (the first occurrence
+/// stays). Names are case-sensitive (RFC 6749 §3.3). Two sets are equal when they hold the
+/// same names, in any order.
 ///
 /// ```
 /// use credentialflow::principal::NameSet;
 ///
-/// let scopes = NameSet::from_space_delimited("orders:read  orders:write orders:read");
+/// let scopes = NameSet::from_space_delimited("orders:write  orders:read orders:write");
 /// assert_eq!(scopes.len(), 2);
 /// assert!(scopes.contains("orders:read"));
 /// assert!(scopes.contains_all(["orders:read", "orders:write"]));
 /// assert!(!scopes.contains_any(["admin"]));
+/// assert_eq!(scopes.to_string(), "orders:write orders:read");
+/// assert_eq!(scopes, NameSet::from_space_delimited("orders:read orders:write"));
 /// ```
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct NameSet {
     buf: Box<str>,
-    /// `(start, end)` of each name in `buf`, in ascending byte order of the names.
+    /// `(start, end)` of each name in `buf`, in the order given.
     spans: Box<[(u32, u32)]>,
-    /// `(name_hash, index into spans)`, ascending: derived from `spans`, so equal sets have equal
-    /// indexes and the derived `PartialEq` stays right.
+    /// `(name_hash, index into spans)`, ascending.
     by_hash: Box<[(u64, u32)]>,
 }
 
@@ -395,7 +399,91 @@ impl NameSet {
     /// Parses a space-delimited list, the OAuth `scope` format (RFC 6749 §3.3).
     #[must_use]
     pub fn from_space_delimited(list: &str) -> Self {
-        list.split(' ').collect()
+        // The list itself is the buffer: one exact allocation, spans between the spaces.
+        if u32::try_from(list.len()).is_err() {
+            // Over 4 GiB: not worth a fast path.
+            return list.split(' ').collect();
+        }
+        // An upper bound on the number of names, exact for a single-spaced list (a count the
+        // compiler vectorises).
+        let mut spans = Vec::with_capacity(list.bytes().filter(|&b| b == b' ').count() + 1);
+        // Every offset is at most `list.len()`, which fits `u32`.
+        let mut start = 0usize;
+        for (i, &b) in list.as_bytes().iter().enumerate() {
+            if b == b' ' {
+                if i > start {
+                    spans.push((start as u32, i as u32));
+                }
+                start = i + 1;
+            }
+        }
+        if list.len() > start {
+            spans.push((start as u32, list.len() as u32));
+        }
+        Self::index(list.into(), spans)
+    }
+
+    /// Indexes `spans` of `buf` by hash, dropping later duplicates.
+    fn index(buf: Box<str>, spans: Vec<(u32, u32)>) -> Self {
+        let bytes = |&(s, e): &(u32, u32)| {
+            buf.as_bytes()
+                .get(s as usize..e as usize)
+                .unwrap_or_default()
+        };
+        // Spans fit `u32` offsets, so their count does too.
+        let mut by_hash: Vec<(u64, u32)> = spans
+            .iter()
+            .zip(0u32..)
+            .map(|(span, i)| (name_hash(bytes(span)), i))
+            .collect();
+        by_hash.sort_unstable();
+        // A later duplicate sits in the same run of equal hashes as its first occurrence, after
+        // it (ties sort by index).
+        let is_dup = |k: usize| {
+            let (h, i) = by_hash[k];
+            by_hash[..k]
+                .iter()
+                .rev()
+                .take_while(|&&(g, _)| g == h)
+                .any(|&(_, j)| bytes(&spans[j as usize]) == bytes(&spans[i as usize]))
+        };
+        let has_dups = (1..by_hash.len()).any(|k| by_hash[k].0 == by_hash[k - 1].0 && is_dup(k));
+        if !has_dups {
+            return Self {
+                buf,
+                spans: spans.into_boxed_slice(),
+                by_hash: by_hash.into_boxed_slice(),
+            };
+        }
+        let mut dup = vec![false; spans.len()];
+        for k in 1..by_hash.len() {
+            if by_hash[k].0 == by_hash[k - 1].0 && is_dup(k) {
+                dup[by_hash[k].1 as usize] = true;
+            }
+        }
+        // New index of each kept span: monotonic, so `by_hash` stays sorted.
+        let mut new_index = vec![0u32; spans.len()];
+        let mut next = 0u32;
+        for (i, &d) in dup.iter().enumerate() {
+            new_index[i] = next;
+            next += u32::from(!d);
+        }
+        let kept: Box<[(u32, u32)]> = spans
+            .iter()
+            .zip(&dup)
+            .filter(|&(_, &d)| !d)
+            .map(|(&span, _)| span)
+            .collect();
+        let by_hash: Box<[(u64, u32)]> = by_hash
+            .iter()
+            .filter(|&&(_, i)| !dup[i as usize])
+            .map(|&(h, i)| (h, new_index[i as usize]))
+            .collect();
+        Self {
+            buf,
+            spans: kept,
+            by_hash,
+        }
     }
 
     /// Number of distinct names.
@@ -435,8 +523,7 @@ impl NameSet {
     fn bytes(&self, index: u32) -> &[u8] {
         self.spans
             .get(index as usize)
-            .and_then(|&(start, end)| self.buf.as_bytes().get(start as usize..end as usize))
-            .unwrap_or_default()
+            .map_or(&[][..], |&span| self.get(span).as_bytes())
     }
 
     /// `true` when every one of `names` is in the set (vacuously true for none).
@@ -457,7 +544,7 @@ impl NameSet {
         names.into_iter().any(|n| self.contains(n.as_ref()))
     }
 
-    /// The names in ascending byte order.
+    /// The names in the order they were given (first occurrences).
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
         self.spans.iter().map(|&span| self.get(span))
     }
@@ -468,10 +555,20 @@ impl NameSet {
     }
 }
 
+/// Set equality: the same names, in any order.
+impl PartialEq for NameSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|name| other.contains(name))
+    }
+}
+
+impl Eq for NameSet {}
+
 impl<S: AsRef<str>> FromIterator<S> for NameSet {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let iter = iter.into_iter();
         let mut buf = String::new();
-        let mut spans: Vec<(u32, u32)> = Vec::new();
+        let mut spans: Vec<(u32, u32)> = Vec::with_capacity(iter.size_hint().0);
         for name in iter {
             let name = name.as_ref();
             if name.is_empty() {
@@ -486,22 +583,7 @@ impl<S: AsRef<str>> FromIterator<S> for NameSet {
             buf.push_str(name);
             spans.push((s, e));
         }
-        let buf = buf.into_boxed_str();
-        let name = |&(s, e): &(u32, u32)| buf.get(s as usize..e as usize).unwrap_or("");
-        spans.sort_unstable_by(|a, b| name(a).cmp(name(b)));
-        spans.dedup_by(|a, b| name(a) == name(b));
-        // Spans fit `u32` offsets, so their count does too.
-        let mut by_hash: Vec<(u64, u32)> = spans
-            .iter()
-            .zip(0u32..)
-            .map(|(span, i)| (name_hash(name(span).as_bytes()), i))
-            .collect();
-        by_hash.sort_unstable();
-        Self {
-            spans: spans.into_boxed_slice(),
-            by_hash: by_hash.into_boxed_slice(),
-            buf,
-        }
+        Self::index(buf.into_boxed_str(), spans)
     }
 }
 
@@ -599,9 +681,15 @@ mod tests {
     }
 
     #[test]
-    fn display_round_trips_space_delimited() {
-        let set = NameSet::from_space_delimited("b a c");
-        assert_eq!(set.to_string(), "a b c");
+    fn display_keeps_the_given_order_without_duplicates() {
+        let set = NameSet::from_space_delimited("  b a  c a b ");
+        assert_eq!(set.to_string(), "b a c");
+        assert_eq!(set.iter().collect::<Vec<_>>(), ["b", "a", "c"]);
+        assert_eq!(set, NameSet::from_space_delimited("c b a"));
+        assert_ne!(set, NameSet::from_space_delimited("c b"));
+        assert_ne!(set, NameSet::from_space_delimited("c b d"));
+        assert!(NameSet::from_space_delimited("   ").is_empty());
+        assert_eq!(NameSet::from_space_delimited(""), NameSet::default());
     }
 
     proptest! {
@@ -609,8 +697,16 @@ mod tests {
         fn name_set_contains_exactly_its_inputs(names in proptest::collection::vec("[a-z:./]{0,19}", 0..20), probe in "[a-z:./]{0,19}") {
             let set: NameSet = names.iter().collect();
             let expected: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).filter(|n| !n.is_empty()).collect();
+            let mut first_occurrences: Vec<&str> = Vec::new();
+            for name in names.iter().filter(|n| !n.is_empty()) {
+                if !first_occurrences.contains(&name.as_str()) {
+                    first_occurrences.push(name);
+                }
+            }
             prop_assert_eq!(set.len(), expected.len());
-            prop_assert_eq!(set.iter().collect::<Vec<_>>(), expected.iter().copied().collect::<Vec<_>>());
+            prop_assert_eq!(set.iter().collect::<Vec<_>>(), first_occurrences);
+            let spaced = names.iter().filter(|n| !n.contains(' ')).cloned().collect::<Vec<_>>();
+            prop_assert_eq!(NameSet::from_space_delimited(&spaced.join("  ")), spaced.iter().collect::<NameSet>());
             prop_assert_eq!(set.contains(&probe), expected.contains(probe.as_str()));
             prop_assert_eq!(set.contains_key(&NameKey::new(&probe)), expected.contains(probe.as_str()));
             for name in &expected {
