@@ -37,16 +37,16 @@
 //!
 //! | row | `jsonwebtoken_decode` | `layer` | difference |
 //! |---|---:|---:|---:|
-//! | HS256 valid | 48,062 | 43,914 | −4,148 |
-//! | HS256 bad signature | 32,767 | 31,231 | −1,536 |
-//! | RS256 valid | 348,242 | 343,403 | −4,839 |
-//! | RS256 bad signature | 330,074 | 327,794 | −2,280 |
-//! | ES256 valid | 770,073 | 766,672 | −3,401 |
-//! | ES256 bad signature | 752,443 | 750,755 | −1,688 |
-//! | EdDSA valid | 511,469 | 506,942 | −4,527 |
-//! | EdDSA bad signature | 496,352 | 494,451 | −1,901 |
+//! | HS256 valid | 48,062 | 43,950 | −4,112 |
+//! | HS256 bad signature | 32,767 | 30,323 | −2,444 |
+//! | RS256 valid | 348,168 | 342,472 | −5,696 |
+//! | RS256 bad signature | 330,144 | 325,852 | −4,292 |
+//! | ES256 valid | 770,157 | 762,268 | −7,889 |
+//! | ES256 bad signature | 752,475 | 751,558 | −917 |
+//! | EdDSA valid | 511,520 | 506,841 | −4,679 |
+//! | EdDSA bad signature | 496,352 | 493,421 | −2,931 |
 //!
-//! (`bare`: 965. ES256 rows move by about ±2,000 between runs; the others by under 100.) The
+//! (`bare`: 944. ES256 rows move by about ±2,000 between runs; the others by under 100.) The
 //! layer rows include the `Authenticate` layer, extraction and the service, about 9,000
 //! instructions the `decode` rows do not pay.
 //!
