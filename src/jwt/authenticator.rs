@@ -865,11 +865,16 @@ fn map_principal<'a>(
             .map_err(|()| fail(Reject::WrongClaimType))?
             .collect(),
     };
-    let scopes: NameSet = scope
-        .iter()
-        .chain(scp.iter())
-        .flat_map(|s| s.split(' '))
-        .collect();
+    let scopes: NameSet = match (&scope, scp.is_empty()) {
+        // The common case, `scope` alone: the set's own one-copy parser.
+        (Some(scope), true) => NameSet::from_space_delimited(scope),
+        (None, true) => NameSet::default(),
+        _ => scope
+            .iter()
+            .chain(scp.iter())
+            .flat_map(|s| s.split(' '))
+            .collect(),
+    };
     let mut builder = Principal::builder(&*subject, CredentialKind::Jwt).scope_set(scopes);
     if let Some(path) = &rules.roles {
         let roles: NameSet = match lookup(claims, path) {
