@@ -37,14 +37,14 @@
 //!
 //! | row | `jsonwebtoken_decode` | `layer` | difference |
 //! |---|---:|---:|---:|
-//! | HS256 valid | 48,062 | 43,950 | −4,112 |
-//! | HS256 bad signature | 32,767 | 30,323 | −2,444 |
-//! | RS256 valid | 348,168 | 342,472 | −5,696 |
-//! | RS256 bad signature | 330,144 | 325,852 | −4,292 |
-//! | ES256 valid | 770,157 | 762,268 | −7,889 |
-//! | ES256 bad signature | 752,475 | 751,558 | −917 |
-//! | EdDSA valid | 511,520 | 506,841 | −4,679 |
-//! | EdDSA bad signature | 496,352 | 493,421 | −2,931 |
+//! | HS256 valid | 48,063 | 41,817 | −6,246 |
+//! | HS256 bad signature | 32,767 | 30,322 | −2,445 |
+//! | RS256 valid | 348,489 | 340,454 | −8,035 |
+//! | RS256 bad signature | 330,303 | 325,973 | −4,330 |
+//! | ES256 valid | 767,397 | 761,936 | −5,461 |
+//! | ES256 bad signature | 754,316 | 752,160 | −2,156 |
+//! | EdDSA valid | 511,607 | 504,836 | −6,771 |
+//! | EdDSA bad signature | 496,352 | 493,426 | −2,926 |
 //!
 //! (`bare`: 944. ES256 rows move by about ±2,000 between runs; the others by under 100.) The
 //! layer rows include the `Authenticate` layer, extraction and the service, about 9,000
