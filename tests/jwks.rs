@@ -166,6 +166,7 @@ struct IdpState {
     discovery: Mutex<Option<Value>>,
     jwks_hits: AtomicUsize,
     discovery_hits: AtomicUsize,
+    discovery_path: Mutex<String>,
 }
 
 #[derive(Clone)]
@@ -183,6 +184,7 @@ impl Idp {
             discovery: Mutex::new(None),
             jwks_hits: AtomicUsize::new(0),
             discovery_hits: AtomicUsize::new(0),
+            discovery_path: Mutex::new(String::new()),
         });
         let shared = Arc::clone(&state);
         tokio::spawn(async move {
@@ -235,6 +237,7 @@ async fn answer(state: &IdpState, path: &str) -> Response<Full<Bytes>> {
     };
     if path.contains("/.well-known/") {
         state.discovery_hits.fetch_add(1, Ordering::SeqCst);
+        *state.discovery_path.lock().unwrap() = path.to_owned();
         let doc = state.discovery.lock().unwrap().clone();
         return match doc {
             Some(doc) => json(doc.to_string(), None),
@@ -859,6 +862,41 @@ async fn rfc_8414_metadata_works_too() {
         .unwrap();
     keys.ready().await.unwrap();
     assert_eq!(idp.state.discovery_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        *idp.state.discovery_path.lock().unwrap(),
+        "/.well-known/oauth-authorization-server/tenant"
+    );
+}
+
+#[tokio::test]
+async fn discovery_runs_again_after_a_failed_jwks_fetch() {
+    let (idp, issuer) = oidc_idp(None).await;
+    let clock = FakeClock::new();
+    let keys = JwksKeySource::oidc(issuer.as_str())
+        .dangerous_allow_http()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    keys.ready().await.unwrap();
+    assert_eq!(
+        *idp.state.discovery_path.lock().unwrap(),
+        "/tenant/.well-known/openid-configuration"
+    );
+    let app = app(vec![(&issuer, keys.clone())], &clock);
+    // The provider moves its keys: the old jwks_uri fails once, discovery then finds the new.
+    idp.serve(Reply::Status(404));
+    let res = call(&app, &token(&issuer, Fixture::RsaB, "b")).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    idp.serve_keys(&[(Fixture::RsaA, "a"), (Fixture::RsaB, "b")]);
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(
+        call(&app, &token(&issuer, Fixture::RsaB, "b"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(idp.state.discovery_hits.load(Ordering::SeqCst), 2);
+    assert_eq!(keys.stats().discoveries(), 2);
 }
 
 #[tokio::test]
