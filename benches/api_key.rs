@@ -9,6 +9,9 @@
 //! - `valid`: parse, checksum, memory-store lookup, SHA-256, constant-time compare, lifecycle
 //!   check, `Principal` into the extensions;
 //! - `valid_peppered`: the same with HMAC-SHA-256;
+//! - `floor_401`: no layer; a service answering the same `401` (same two challenges, the audit
+//!   `Error` in the extensions) from prebuilt values: the cost of the rejection itself, which
+//!   `checksum_rejected` cannot go below;
 //! - `checksum_rejected`: a mistyped key, refused before any lookup;
 //! - `unknown_id`: a well-formed key the store does not know.
 //!
@@ -28,7 +31,10 @@ use credentialflow::authn::AuthenticateLayer;
 use credentialflow::key::{
     ApiKeyAuthenticator, KeyFormat, KeyHasher, KeyManager, MemoryKeyStore, Pepper,
 };
+use credentialflow::response::Scheme;
+use credentialflow::{Error, ErrorKind};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -136,6 +142,26 @@ fn bench(c: &mut Criterion) {
         }
     });
 
+    // The floor of any rejection this crate could send for the same request: the same 401 with
+    // the same two RFC 6750 challenges and the audit `Error` in the response extensions, built
+    // directly from prebuilt values, after dropping the request. What `checksum_rejected` adds on
+    // top is the key check itself.
+    let challenges = [
+        HeaderValue::from_static("ApiKey realm=\"api\""),
+        HeaderValue::from_static("Bearer realm=\"api\", error=\"invalid_token\""),
+    ];
+    let floor_401 = service_fn(move |req: Request<()>| {
+        drop(req);
+        let mut res = Response::new(());
+        *res.status_mut() = StatusCode::UNAUTHORIZED;
+        for value in &challenges {
+            res.headers_mut().append(WWW_AUTHENTICATE, value.clone());
+        }
+        res.extensions_mut()
+            .insert(Error::new(ErrorKind::ChecksumMismatch).with_scheme(Scheme::API_KEY));
+        async move { Ok::<_, Infallible>(res) }
+    });
+
     let mut group = c.benchmark_group("api_key");
     row(
         &mut group,
@@ -164,6 +190,13 @@ fn bench(c: &mut Criterion) {
         peppered_layer.layer(service_fn(ok)),
         request(peppered),
         StatusCode::OK,
+    );
+    row(
+        &mut group,
+        "floor_401",
+        floor_401,
+        request(typo.clone()),
+        StatusCode::UNAUTHORIZED,
     );
     row(
         &mut group,

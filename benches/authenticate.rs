@@ -14,6 +14,9 @@
 //!
 //! Target (issue 3): allow ≤ 100 ns over `bare`, a rejection ≤ 150 ns over `bare` (medians).
 //!
+//! `floor_insert_principal` is tower's `MapRequest` inserting the same `Principal` and doing
+//! nothing else: what inserting costs any layer, which `allow_fixed_principal` cannot go below.
+//!
 //! The `authenticate` group sends requests with no extensions, the worst case: the layer's
 //! `Principal` insert then allocates the whole `http::Extensions` map (three allocations, freed
 //! when the request is dropped). The `authenticate_routed` group sends requests that already carry
@@ -154,8 +157,22 @@ fn bench(c: &mut Criterion) {
     assert_eq!(check(&immediate, &unknown), 401, "reject_invalid");
     assert_eq!(check(&immediate, &malformed), 400, "reject_malformed");
 
+    // The floor of inserting a `Principal`: a layer that does nothing else (tower's
+    // `MapRequest`). On a request with no extensions this allocates http's extensions map.
+    let fixed_principal = principal("bench-user").scopes(["orders:read"]).build();
+    let insert_only = tower::util::MapRequestLayer::new(move |mut req: Request<()>| {
+        req.extensions_mut().insert(fixed_principal.clone());
+        req
+    });
+
     let mut group = c.benchmark_group("authenticate");
     row(&mut group, "bare", service_fn(ok), &valid);
+    row(
+        &mut group,
+        "floor_insert_principal",
+        insert_only.layer(service_fn(ok)),
+        &valid,
+    );
     row(&mut group, "allow", immediate.layer(service_fn(ok)), &valid);
     row(
         &mut group,
@@ -195,6 +212,12 @@ fn bench(c: &mut Criterion) {
     let missing_routed = routed(None);
     let mut group = c.benchmark_group("authenticate_routed");
     row(&mut group, "bare", service_fn(ok), &valid_routed);
+    row(
+        &mut group,
+        "floor_insert_principal",
+        insert_only.layer(service_fn(ok)),
+        &valid_routed,
+    );
     row(
         &mut group,
         "allow",
