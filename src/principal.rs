@@ -349,12 +349,14 @@ pub struct NameSet {
 
 /// A name prepared for repeated lookups: its hash computed once (the authorization layers
 /// prepare the names they require when they are built).
+#[cfg(feature = "authz")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct NameKey {
     hash: u64,
     name: Box<str>,
 }
 
+#[cfg(feature = "authz")]
 impl NameKey {
     pub(crate) fn new(name: &str) -> Self {
         Self {
@@ -534,6 +536,7 @@ impl NameSet {
     }
 
     /// [`contains`](Self::contains) for a name whose hash is already known.
+    #[cfg(feature = "authz")]
     #[inline]
     pub(crate) fn contains_key(&self, key: &NameKey) -> bool {
         self.contains_hashed(key.hash, key.name.as_bytes())
@@ -762,6 +765,7 @@ mod tests {
             let spaced = names.iter().filter(|n| !n.contains(' ')).cloned().collect::<Vec<_>>();
             prop_assert_eq!(NameSet::from_space_delimited(&spaced.join("  ")), spaced.iter().collect::<NameSet>());
             prop_assert_eq!(set.contains(&probe), expected.contains(probe.as_str()));
+            #[cfg(feature = "authz")]
             prop_assert_eq!(set.contains_key(&NameKey::new(&probe)), expected.contains(probe.as_str()));
             for name in &expected {
                 prop_assert!(set.contains(name));
