@@ -316,16 +316,16 @@ impl fmt::Debug for PrincipalBuilder {
     }
 }
 
-/// An immutable set of names (scopes or roles): one string buffer, the names' spans in it in
-/// the order they were given, and an index by a 64-bit hash of each name.
+/// An immutable set of names (scopes or roles): one string buffer and the names' spans in it,
+/// in the order they were given.
 ///
-/// Building costs three allocations whatever the number of names, and no comparison of names
-/// with each other unless two hash alike: a token's ten scopes cost well under a microsecond.
-/// [`NameSet::contains`] is a binary search over the hashes (integer compares) and one byte
-/// comparison to confirm, so a check does not grow with the length of the names nor, beyond
-/// `log n`, with their number. Duplicates and empty names are dropped (the first occurrence
-/// stays). Names are case-sensitive (RFC 6749 §3.3). Two sets are equal when they hold the
-/// same names, in any order.
+/// Up to 16 names (a typical token) live inline: building costs one allocation (the buffer) and
+/// a check compares lengths first and bytes only on a length match, at most 16 of each. Larger
+/// sets also get an index by a 64-bit hash of each name, so a check is a binary search over the
+/// hashes and one byte comparison to confirm: no check grows with the number of names beyond
+/// `log n`. Duplicates and empty names are dropped (the first occurrence stays). Names are
+/// case-sensitive (RFC 6749 §3.3). Two sets are equal when they hold the same names, in any
+/// order.
 ///
 /// ```
 /// use credentialflow::principal::NameSet;
@@ -341,10 +341,31 @@ impl fmt::Debug for PrincipalBuilder {
 #[derive(Clone, Default)]
 pub struct NameSet {
     buf: Box<str>,
-    /// `(start, end)` of each name in `buf`, in the order given.
-    spans: Box<[(u32, u32)]>,
-    /// `(name_hash, index into spans)`, ascending.
-    by_hash: Box<[(u64, u32)]>,
+    index: Index,
+}
+
+/// Sets of up to this many names are scanned rather than hashed.
+const SMALL: usize = 16;
+
+#[derive(Clone)]
+enum Index {
+    /// `(start, end)` of each name in `buf`, in the order given; the first `len` are used.
+    Small { len: u8, spans: [(u32, u32); SMALL] },
+    Large {
+        /// `(start, end)` of each name in `buf`, in the order given.
+        spans: Box<[(u32, u32)]>,
+        /// `(name_hash, index into spans)`, ascending.
+        by_hash: Box<[(u64, u32)]>,
+    },
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self::Small {
+            len: 0,
+            spans: [(0, 0); SMALL],
+        }
+    }
 }
 
 /// A name prepared for repeated lookups: its hash computed once (the authorization layers
@@ -436,8 +457,29 @@ impl NameSet {
             // Over 4 GiB: not worth a fast path.
             return list.split(' ').collect();
         }
-        // Two passes over the spaces, eight bytes at a time: one to size the index exactly
-        // (for a single-spaced list), one to fill it.
+        // Small sets (the usual case) in one pass over the spaces, eight bytes at a time, straight
+        // into the inline spans; a longer list is read again into an exactly sized vector.
+        let mut spans = [(0u32, 0u32); SMALL];
+        let mut found = 0;
+        let mut too_many = false;
+        let mut start = 0usize;
+        let mut name = |end: usize| {
+            if end > start {
+                match spans.get_mut(found) {
+                    Some(slot) => {
+                        *slot = (start as u32, end as u32);
+                        found += 1;
+                    }
+                    None => too_many = true,
+                }
+            }
+            start = end + 1;
+        };
+        for_each_space(list.as_bytes(), &mut name);
+        name(list.len());
+        if !too_many {
+            return Self::small(list.into(), spans.get(..found).unwrap_or_default());
+        }
         let mut count = 1;
         for_each_space(list.as_bytes(), |_| count += 1);
         let mut spans = Vec::with_capacity(count);
@@ -454,8 +496,54 @@ impl NameSet {
         Self::index(list.into(), spans)
     }
 
-    /// Indexes `spans` of `buf` by hash, dropping later duplicates.
+    /// A small set over `spans` (at most `SMALL`) of `buf`, dropping later duplicates: lengths
+    /// are compared first, bytes only when they match.
+    fn small(buf: Box<str>, given: &[(u32, u32)]) -> Self {
+        let bytes = |(s, e): (u32, u32)| {
+            buf.as_bytes()
+                .get(s as usize..e as usize)
+                .unwrap_or_default()
+        };
+        let mut spans = [(0u32, 0u32); SMALL];
+        let mut len = 0;
+        // One bit per (length, last byte) class: only a name whose class was seen before is
+        // compared with the names kept so far.
+        let mut classes = 0u64;
+        for &span in given {
+            let width = span.1.wrapping_sub(span.0);
+            let last = buf.as_bytes().get((span.1 as usize).wrapping_sub(1));
+            let class = 1u64
+                << (width
+                    .wrapping_mul(31)
+                    .wrapping_add(u32::from(last.copied().unwrap_or(0)))
+                    % 64);
+            let seen = classes & class != 0
+                && spans.get(..len).unwrap_or_default().iter().any(|&kept| {
+                    kept.1.wrapping_sub(kept.0) == width
+                        && buf.as_bytes().get((kept.1 as usize).wrapping_sub(1)) == last
+                        && bytes(kept) == bytes(span)
+                });
+            classes |= class;
+            if !seen && let Some(slot) = spans.get_mut(len) {
+                *slot = span;
+                len += 1;
+            }
+        }
+        Self {
+            buf,
+            index: Index::Small {
+                // At most SMALL.
+                len: len as u8,
+                spans,
+            },
+        }
+    }
+
+    /// Indexes `spans` of `buf`: inline when few, else by hash; later duplicates dropped.
     fn index(buf: Box<str>, spans: Vec<(u32, u32)>) -> Self {
+        if spans.len() <= SMALL {
+            return Self::small(buf, &spans);
+        }
         let bytes = |&(s, e): &(u32, u32)| {
             buf.as_bytes()
                 .get(s as usize..e as usize)
@@ -482,8 +570,10 @@ impl NameSet {
         if !has_dups {
             return Self {
                 buf,
-                spans: spans.into_boxed_slice(),
-                by_hash: by_hash.into_boxed_slice(),
+                index: Index::Large {
+                    spans: spans.into_boxed_slice(),
+                    by_hash: by_hash.into_boxed_slice(),
+                },
             };
         }
         let mut dup = vec![false; spans.len()];
@@ -512,39 +602,75 @@ impl NameSet {
             .collect();
         Self {
             buf,
-            spans: kept,
-            by_hash,
+            index: Index::Large {
+                spans: kept,
+                by_hash,
+            },
+        }
+    }
+
+    /// The spans, in the order given.
+    fn spans(&self) -> &[(u32, u32)] {
+        match &self.index {
+            Index::Small { len, spans } => spans.get(..usize::from(*len)).unwrap_or_default(),
+            Index::Large { spans, .. } => spans,
         }
     }
 
     /// Number of distinct names.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.spans.len()
+        self.spans().len()
     }
 
     /// `true` when there are no names.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.spans().is_empty()
     }
 
-    /// `true` when `name` is in the set. `O(log n)`.
+    /// `true` when `name` is in the set: at most 16 length compares, or `O(log n)`.
     #[must_use]
     pub fn contains(&self, name: &str) -> bool {
-        self.contains_hashed(name_hash(name.as_bytes()), name.as_bytes())
+        match &self.index {
+            Index::Small { .. } => self.scan(name.as_bytes()),
+            Index::Large { .. } => {
+                self.contains_hashed(name_hash(name.as_bytes()), name.as_bytes())
+            }
+        }
     }
 
     /// [`contains`](Self::contains) for a name whose hash is already known.
     #[cfg(feature = "authz")]
     #[inline]
     pub(crate) fn contains_key(&self, key: &NameKey) -> bool {
-        self.contains_hashed(key.hash, key.name.as_bytes())
+        match &self.index {
+            Index::Small { .. } => self.scan(key.name.as_bytes()),
+            Index::Large { .. } => self.contains_hashed(key.hash, key.name.as_bytes()),
+        }
+    }
+
+    /// A small set's lookup: lengths first, bytes only on a length match.
+    fn scan(&self, name: &[u8]) -> bool {
+        let Some(&last) = name.last() else {
+            return false;
+        };
+        let buf = self.buf.as_bytes();
+        // Length, then the last byte (names of one family share a prefix, not a suffix), then
+        // the bytes.
+        self.spans().iter().any(|&(start, end)| {
+            end.wrapping_sub(start) as usize == name.len()
+                && buf.get((end as usize).wrapping_sub(1)) == Some(&last)
+                && buf.get(start as usize..end as usize) == Some(name)
+        })
     }
 
     fn contains_hashed(&self, hash: u64, name: &[u8]) -> bool {
-        let first = self.by_hash.partition_point(|&(h, _)| h < hash);
-        self.by_hash
+        let Index::Large { by_hash, .. } = &self.index else {
+            return self.scan(name);
+        };
+        let first = by_hash.partition_point(|&(h, _)| h < hash);
+        by_hash
             .get(first..)
             .unwrap_or_default()
             .iter()
@@ -553,7 +679,7 @@ impl NameSet {
     }
 
     fn bytes(&self, index: u32) -> &[u8] {
-        self.spans
+        self.spans()
             .get(index as usize)
             .map_or(&[][..], |&span| self.get(span).as_bytes())
     }
@@ -578,7 +704,7 @@ impl NameSet {
 
     /// The names in the order they were given (first occurrences).
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.spans.iter().map(|&span| self.get(span))
+        self.spans().iter().map(|&span| self.get(span))
     }
 
     fn get(&self, (start, end): (u32, u32)) -> &str {
@@ -723,8 +849,35 @@ mod tests {
     }
 
     #[test]
+    fn small_and_large_sets_agree() {
+        for n in [0, 1, SMALL - 1, SMALL, SMALL + 1, 3 * SMALL] {
+            let names: Vec<String> = (0..n)
+                .map(|i| format!("scope:{}", i % (n.max(2) - 1)))
+                .collect();
+            let spaced = NameSet::from_space_delimited(&names.join(" "));
+            let collected: NameSet = names.iter().collect();
+            let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+            for set in [&spaced, &collected] {
+                assert_eq!(set.len(), distinct.len(), "{n}");
+                assert!(distinct.iter().all(|name| set.contains(name)), "{n}");
+                assert!(!set.contains("scope:x") && !set.contains(""), "{n}");
+                #[cfg(feature = "authz")]
+                assert!(
+                    distinct
+                        .iter()
+                        .all(|name| set.contains_key(&NameKey::new(name))),
+                    "{n}"
+                );
+            }
+            assert_eq!(spaced, collected);
+        }
+    }
+
+    #[test]
     fn a_hash_match_alone_is_not_membership() {
-        let set = NameSet::from_space_delimited("orders:read orders:write");
+        let many: Vec<String> = (0..2 * SMALL).map(|i| format!("orders:{i}")).collect();
+        let set = NameSet::from_space_delimited(&format!("orders:read {}", many.join(" ")));
+        assert!(matches!(set.index, Index::Large { .. }));
         // As if "orders:delete" collided with "orders:read": the bytes still decide.
         assert!(!set.contains_hashed(name_hash(b"orders:read"), b"orders:delete"));
         assert!(set.contains_hashed(name_hash(b"orders:read"), b"orders:read"));
