@@ -20,6 +20,12 @@
 //! ```text
 //! cargo bench --bench api_key --all-features -- --warm-up-time 1 --measurement-time 3
 //! ```
+//!
+//! On a noisy machine compare two rows in alternating batches instead (`benches/support/ab.rs`):
+//!
+//! ```text
+//! cargo bench --bench api_key --all-features -- --ab api_key/bare api_key/checksum_rejected
+//! ```
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,7 +39,10 @@ use credentialflow::key::{
 };
 use credentialflow::response::Scheme;
 use credentialflow::{Error, ErrorKind};
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
+
+#[path = "support/ab.rs"]
+mod ab;
 use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -50,7 +59,7 @@ fn now<F: Future>(fut: F) -> F::Output {
     }
 }
 
-fn request(key: String) -> impl Fn() -> Request<()> {
+fn request(key: String) -> impl Fn() -> Request<()> + Clone + 'static {
     move || {
         Request::get("/orders/42")
             .header("x-api-key", key.as_str())
@@ -63,15 +72,22 @@ fn row<S>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     svc: S,
-    make: impl Fn() -> Request<()>,
+    make: impl Fn() -> Request<()> + Clone + 'static,
     expect: StatusCode,
 ) where
-    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone,
+    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone + 'static,
 {
     let status = now(svc.clone().oneshot(make()))
         .expect("infallible")
         .status();
     assert_eq!(status, expect, "{name}");
+    if ab::collecting() {
+        ab::register(
+            name,
+            Box::new(move |n| ab::time_batch(n, &make, |req| now(svc.clone().oneshot(req)))),
+        );
+        return;
+    }
     group.bench_function(name, |b| {
         b.iter_batched(
             &make,
@@ -162,7 +178,7 @@ fn bench(c: &mut Criterion) {
         async move { Ok::<_, Infallible>(res) }
     });
 
-    let mut group = c.benchmark_group("api_key");
+    let mut group = ab::group(c, "api_key");
     row(
         &mut group,
         "bare",
@@ -216,4 +232,12 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(request) = ab::requested() {
+        ab::main(bench, request);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

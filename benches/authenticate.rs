@@ -25,6 +25,12 @@
 //! ```text
 //! cargo bench --bench authenticate --all-features -- --warm-up-time 1 --measurement-time 3
 //! ```
+//!
+//! On a noisy machine compare two rows in alternating batches instead (`benches/support/ab.rs`):
+//!
+//! ```text
+//! cargo bench --bench authenticate --all-features -- --ab authenticate/bare authenticate/allow_fixed_principal
+//! ```
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,7 +42,10 @@ use credentialflow::authn::{Attempt, AuthenticateLayer, Authenticator};
 use credentialflow::extract::CredentialSource;
 use credentialflow::test_support::{StaticAuthenticator, principal};
 use credentialflow::{Error, Principal};
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
+
+#[path = "support/ab.rs"]
+mod ab;
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -57,7 +66,7 @@ fn now<F: Future>(fut: F) -> F::Output {
     }
 }
 
-fn request(authorization: Option<&'static str>) -> impl Fn() -> Request<()> {
+fn request(authorization: Option<&'static str>) -> impl Fn() -> Request<()> + Clone + 'static {
     move || {
         let mut builder = Request::get("/orders/42");
         if let Some(value) = authorization {
@@ -111,10 +120,17 @@ fn row<S>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     svc: S,
-    make: impl Fn() -> Request<()>,
+    make: impl Fn() -> Request<()> + Clone + 'static,
 ) where
-    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone,
+    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone + 'static,
 {
+    if ab::collecting() {
+        ab::register(
+            name,
+            Box::new(move |n| ab::time_batch(n, &make, |req| now(svc.clone().oneshot(req)))),
+        );
+        return;
+    }
     group.bench_function(name, |b| {
         b.iter_batched(
             &make,
@@ -129,7 +145,7 @@ fn row<S>(
 #[derive(Clone, Copy)]
 struct Routed;
 
-fn routed(authorization: Option<&'static str>) -> impl Fn() -> Request<()> {
+fn routed(authorization: Option<&'static str>) -> impl Fn() -> Request<()> + Clone + 'static {
     let plain = request(authorization);
     move || {
         let mut req = plain();
@@ -165,44 +181,44 @@ fn bench(c: &mut Criterion) {
         req
     });
 
-    let mut group = c.benchmark_group("authenticate");
-    row(&mut group, "bare", service_fn(ok), &valid);
+    let mut group = ab::group(c, "authenticate");
+    row(&mut group, "bare", service_fn(ok), valid.clone());
     row(
         &mut group,
         "floor_insert_principal",
         insert_only.layer(service_fn(ok)),
-        &valid,
+        valid.clone(),
     );
-    row(&mut group, "allow", immediate.layer(service_fn(ok)), &valid);
+    row(&mut group, "allow", immediate.layer(service_fn(ok)), valid.clone());
     row(
         &mut group,
         "allow_deferred",
         deferred.layer(service_fn(ok)),
-        &valid,
+        valid.clone(),
     );
     row(
         &mut group,
         "allow_fixed_principal",
         fixed.layer(service_fn(ok)),
-        &valid,
+        valid.clone(),
     );
     row(
         &mut group,
         "reject_missing",
         immediate.layer(service_fn(ok)),
-        &missing,
+        missing.clone(),
     );
     row(
         &mut group,
         "reject_invalid",
         immediate.layer(service_fn(ok)),
-        &unknown,
+        unknown.clone(),
     );
     row(
         &mut group,
         "reject_malformed",
         immediate.layer(service_fn(ok)),
-        &malformed,
+        malformed.clone(),
     );
     group.finish();
 
@@ -210,34 +226,42 @@ fn bench(c: &mut Criterion) {
     // so that each group's `bare` is its own baseline.
     let valid_routed = routed(Some("Bearer cf_bench_0123456789abcdefABCDEF"));
     let missing_routed = routed(None);
-    let mut group = c.benchmark_group("authenticate_routed");
-    row(&mut group, "bare", service_fn(ok), &valid_routed);
+    let mut group = ab::group(c, "authenticate_routed");
+    row(&mut group, "bare", service_fn(ok), valid_routed.clone());
     row(
         &mut group,
         "floor_insert_principal",
         insert_only.layer(service_fn(ok)),
-        &valid_routed,
+        valid_routed.clone(),
     );
     row(
         &mut group,
         "allow",
         immediate.layer(service_fn(ok)),
-        &valid_routed,
+        valid_routed.clone(),
     );
     row(
         &mut group,
         "allow_fixed_principal",
         fixed.layer(service_fn(ok)),
-        &valid_routed,
+        valid_routed.clone(),
     );
     row(
         &mut group,
         "reject_missing",
         immediate.layer(service_fn(ok)),
-        &missing_routed,
+        missing_routed.clone(),
     );
     group.finish();
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(request) = ab::requested() {
+        ab::main(bench, request);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -29,6 +29,13 @@
 //! ```text
 //! cargo bench --bench authz --all-features -- --warm-up-time 1 --measurement-time 3
 //! ```
+//!
+//! On a noisy machine compare two rows in alternating batches instead (`benches/support/ab.rs`;
+//! batches of 64, as the criterion rows use):
+//!
+//! ```text
+//! cargo bench --bench authz --all-features -- --ab scopes/bare scopes/held_10_require_1 200 64
+//! ```
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -47,7 +54,10 @@ use credentialflow::authz::{
 use credentialflow::principal::NameSet;
 use credentialflow::test_support::principal;
 use criterion::measurement::WallTime;
-use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group};
+
+#[path = "support/ab.rs"]
+mod ab;
 use http::{Extensions, Method, Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -101,7 +111,7 @@ fn request(
     uri: &'static str,
     extensions: Extensions,
     who: Principal,
-) -> impl Fn() -> Request<()> {
+) -> impl Fn() -> Request<()> + Clone + 'static {
     move || {
         let mut req = Request::builder()
             .method(method.clone())
@@ -128,19 +138,28 @@ fn noop_layer() -> impl Service<Request<()>, Response = Response<()>, Error = In
 const BATCH: u64 = 64;
 
 /// One row: checks the status once, then times clone + `oneshot`.
-fn row<S>(
+fn row<S, M>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
     svc: S,
-    make: &dyn Fn() -> Request<()>,
+    make: &M,
     expect: StatusCode,
 ) where
-    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone,
+    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone + 'static,
+    M: Fn() -> Request<()> + Clone + 'static,
 {
     let status = now(svc.clone().oneshot(make()))
         .expect("infallible")
         .status();
     assert_eq!(status, expect, "{name}");
+    if ab::collecting() {
+        let make = make.clone();
+        ab::register(
+            name,
+            Box::new(move |n| ab::time_batch(n, &make, |req| now(svc.clone().oneshot(req)))),
+        );
+        return;
+    }
     group.bench_function(name, |b| {
         b.iter_batched(
             make,
@@ -156,7 +175,7 @@ fn scope_names(n: usize) -> Vec<String> {
 
 fn scopes(c: &mut Criterion) {
     let extensions = routed_extensions("/orders/{id}", Method::GET, "/orders/42");
-    let mut group = c.benchmark_group("scopes");
+    let mut group = ab::group(c, "scopes");
     let bare_req = request(
         Method::GET,
         "/orders/42",
@@ -286,7 +305,7 @@ fn rule_table(c: &mut Criterion) {
     );
     let unlisted = routed("/svc25/items/{id}", Method::OPTIONS, "/svc25/items/7");
 
-    let mut group = c.benchmark_group("rule_table");
+    let mut group = ab::group(c, "rule_table");
     row(&mut group, "bare", service_fn(ok), &scope, StatusCode::OK);
     row(
         &mut group,
@@ -344,7 +363,7 @@ fn policy(c: &mut Criterion) {
         routed_extensions(pattern, Method::GET, uri),
         who,
     );
-    let mut group = c.benchmark_group("policy");
+    let mut group = ab::group(c, "policy");
     row(&mut group, "bare", service_fn(ok), &make, StatusCode::OK);
     row(
         &mut group,
@@ -379,7 +398,7 @@ fn name_set(c: &mut Criterion) {
     let ten = "orders:read orders:write invoices:read invoices:write customers:read \
                customers:write reports:read profile email openid";
     let three = "orders:read orders:write profile";
-    let mut group = c.benchmark_group("name_set");
+    let mut group = ab::group(c, "name_set");
     group.bench_function("build_3", |b| {
         b.iter_with_large_drop(|| NameSet::from_space_delimited(black_box(three)));
     });
@@ -394,4 +413,19 @@ fn name_set(c: &mut Criterion) {
 }
 
 criterion_group!(benches, scopes, rule_table, policy, name_set);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(request) = ab::requested() {
+        ab::main(
+            |c| {
+                scopes(c);
+                rule_table(c);
+                policy(c);
+            },
+            request,
+        );
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
