@@ -80,6 +80,7 @@ macro_rules! name_service {
             fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
                 self.inner.poll_ready(cx)
             }
+            #[inline]
             fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
                 let shared = &*self.shared;
                 let allowed =
