@@ -189,7 +189,12 @@ fn bench(c: &mut Criterion) {
         insert_only.layer(service_fn(ok)),
         valid.clone(),
     );
-    row(&mut group, "allow", immediate.layer(service_fn(ok)), valid.clone());
+    row(
+        &mut group,
+        "allow",
+        immediate.layer(service_fn(ok)),
+        valid.clone(),
+    );
     row(
         &mut group,
         "allow_deferred",
