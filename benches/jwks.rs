@@ -13,6 +13,9 @@
 //! # Instruction counts (callgrind)
 //!
 //! Wall-clock medians move by hundreds of nanoseconds on a busy VM; instruction counts do not.
+//! `--ab <row> <row> [rounds] [batch]` compares two rows in alternating batches
+//! (`benches/support/ab.rs`), for wall clock on a noisy machine.
+//!
 //! `--callgrind <row> [N]` runs one row `N` times (default 1000) in a function callgrind's
 //! `--toggle-collect` isolates, as in `benches/jwt.rs`:
 //!
@@ -50,6 +53,12 @@ use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::EllipticCurve;
 use serde_json::json;
 use tower::{Layer, ServiceExt, service_fn};
+
+#[path = "support/ab.rs"]
+mod ab;
+#[path = "support/rows.rs"]
+mod rows;
+use rows::{Routine, Row};
 
 const ISS: &str = "https://issuer.example";
 const AUD: &str = "orders-api";
@@ -127,20 +136,6 @@ fn cases() -> Vec<Case> {
 
 fn kid(case: &Case) -> &str {
     case.jwk["kid"].as_str().expect("kid")
-}
-
-/// One measured row: a plain call, or a request through a service.
-enum Routine {
-    Raw(Box<dyn Fn() -> bool>),
-    Service(
-        Box<dyn Fn() -> Request<()>>,
-        Box<dyn Fn(Request<()>) -> StatusCode>,
-    ),
-}
-
-struct Row {
-    name: String,
-    routine: Routine,
 }
 
 /// Everything the rows share, built once: the warm source, the static keys, the runtime that
@@ -323,52 +318,6 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-/// Runs `iterations` of one row, then nothing else: for `valgrind --tool=callgrind
-/// --toggle-collect=*callgrind_measured*`, whose instruction count divided by `iterations` is
-/// the row's cost.
-fn callgrind(name: &str, iterations: usize) {
-    let setup = setup();
-    let Some(row) = rows(&setup).into_iter().find(|r| r.name == name) else {
-        eprintln!("no row {name:?}; rows:");
-        for row in rows(&setup) {
-            eprintln!("  {}", row.name);
-        }
-        std::process::exit(2);
-    };
-    let mut out = Vec::with_capacity(iterations);
-    match &row.routine {
-        Routine::Raw(run) => {
-            black_box(run());
-            callgrind_measured_raw(run, iterations, &mut out);
-        }
-        Routine::Service(make, run) => {
-            black_box(run(make()));
-            let requests: Vec<Request<()>> = (0..iterations).map(|_| make()).collect();
-            callgrind_measured_service(run, requests, &mut out);
-        }
-    }
-    black_box(out);
-    println!("{name}: {iterations} iterations measured");
-}
-
-#[inline(never)]
-fn callgrind_measured_raw(run: &dyn Fn() -> bool, iterations: usize, out: &mut Vec<u16>) {
-    for _ in 0..iterations {
-        out.push(u16::from(run()));
-    }
-}
-
-#[inline(never)]
-fn callgrind_measured_service(
-    run: &dyn Fn(Request<()>) -> StatusCode,
-    requests: Vec<Request<()>>,
-    out: &mut Vec<u16>,
-) {
-    for request in requests {
-        out.push(run(request).as_u16());
-    }
-}
-
 /// CPU time of the calling thread (user + system) from `/proc/thread-self/stat`, in clock
 /// ticks (usually 10 ms); `None` off Linux.
 fn thread_cpu_ticks() -> Option<u64> {
@@ -438,10 +387,8 @@ fn main() {
         );
         return;
     }
-    if let Some(i) = args.iter().position(|a| a == "--callgrind") {
-        let name = args.get(i + 1).map_or("", String::as_str);
-        let iterations = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(1000);
-        callgrind(name, iterations);
+    // The setup (a runtime, a warm source) lives until the process exits.
+    if rows::run_modes(|| rows(Box::leak(Box::new(setup())))) {
         return;
     }
     benches();

@@ -77,6 +77,12 @@ use jsonwebtoken::{DecodingKey, EncodingKey, Validation};
 use serde::Deserialize;
 use tower::{Layer, ServiceExt, service_fn};
 
+#[path = "support/ab.rs"]
+mod ab;
+#[path = "support/rows.rs"]
+mod rows;
+use rows::{Routine, Row};
+
 const ISS: &str = "https://issuer.example";
 const AUD: &str = "orders-api";
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -155,21 +161,6 @@ fn cases() -> Vec<Case> {
             decoding: DecodingKey::from_ed_pem(&fixture("ed25519-public.pem")).expect("key"),
         },
     ]
-}
-
-/// One benchmarked row: a raw `decode` (no per-iteration input) or a request through a service
-/// (the request is built outside the measured routine, as in `benches/authenticate.rs`).
-enum Routine {
-    Raw(Box<dyn Fn() -> bool>),
-    Service(
-        Box<dyn Fn() -> Request<()>>,
-        Box<dyn Fn(Request<()>) -> StatusCode>,
-    ),
-}
-
-struct Row {
-    name: String,
-    routine: Routine,
 }
 
 fn rows() -> Vec<Row> {
@@ -291,129 +282,10 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-/// Runs `iterations` of one row, then nothing else: for `valgrind --tool=callgrind
-/// --toggle-collect=*callgrind_measured*`, whose instruction count divided by `iterations` is
-/// the row's cost per token. Requests are built before and responses dropped after the
-/// measured loop, as criterion's `iter_batched` does.
-fn callgrind(name: &str, iterations: usize) {
-    let Some(row) = rows().into_iter().find(|r| r.name == name) else {
-        eprintln!("no row {name:?}; rows:");
-        for row in rows() {
-            eprintln!("  {}", row.name);
-        }
-        std::process::exit(2);
-    };
-    // One warm-up call, outside the measured function: lazy statics, first allocations.
-    match &row.routine {
-        Routine::Raw(run) => {
-            black_box(run());
-        }
-        Routine::Service(make, run) => {
-            black_box(run(make()));
-        }
-    }
-    let mut out = Vec::with_capacity(iterations);
-    match &row.routine {
-        Routine::Raw(run) => callgrind_measured_raw(run, iterations, &mut out),
-        Routine::Service(make, run) => {
-            let requests: Vec<Request<()>> = (0..iterations).map(|_| make()).collect();
-            callgrind_measured_service(run, requests, &mut out);
-        }
-    }
-    black_box(out);
-    println!("{name}: {iterations} iterations measured");
-}
-
-#[inline(never)]
-fn callgrind_measured_raw(run: &dyn Fn() -> bool, iterations: usize, out: &mut Vec<u16>) {
-    for _ in 0..iterations {
-        out.push(u16::from(run()));
-    }
-}
-
-#[inline(never)]
-fn callgrind_measured_service(
-    run: &dyn Fn(Request<()>) -> StatusCode,
-    requests: Vec<Request<()>>,
-    out: &mut Vec<u16>,
-) {
-    for request in requests {
-        out.push(run(request).as_u16());
-    }
-}
-
-/// Wall-clock A/B of two rows on a noisy machine: alternates short batches of `a` and `b`
-/// (`rounds` of each, `batch` iterations per batch), so that a neighbour's burst slows both
-/// alike, and prints each row's median and minimum batch time per iteration.
-fn ab(a: &str, b: &str, rounds: usize, batch: usize) {
-    let rows = rows();
-    let find = |name: &str| {
-        rows.iter().find(|r| r.name == name).unwrap_or_else(|| {
-            eprintln!("no row {name:?}");
-            std::process::exit(2)
-        })
-    };
-    let (a, b) = (find(a), find(b));
-    let time = |row: &Row| -> f64 {
-        let start;
-        match &row.routine {
-            Routine::Raw(run) => {
-                start = std::time::Instant::now();
-                for _ in 0..batch {
-                    black_box(run());
-                }
-            }
-            Routine::Service(make, run) => {
-                let requests: Vec<Request<()>> = (0..batch).map(|_| make()).collect();
-                let mut out = Vec::with_capacity(batch);
-                start = std::time::Instant::now();
-                for request in requests {
-                    out.push(run(request));
-                }
-                let elapsed = start.elapsed();
-                black_box(out);
-                return elapsed.as_secs_f64() * 1e9 / batch as f64;
-            }
-        }
-        start.elapsed().as_secs_f64() * 1e9 / batch as f64
-    };
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        // Alternate which goes first, so neither always runs on a warmer cache.
-        if round % 2 == 0 {
-            ta.push(time(a));
-            tb.push(time(b));
-        } else {
-            tb.push(time(b));
-            ta.push(time(a));
-        }
-    }
-    for (row, times) in [(a, &mut ta), (b, &mut tb)] {
-        times.sort_by(f64::total_cmp);
-        println!(
-            "{:<40} median {:>9.1} ns  min {:>9.1} ns",
-            row.name,
-            times[times.len() / 2],
-            times[0]
-        );
-    }
-}
-
 criterion_group!(benches, bench);
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--callgrind") {
-        let name = args.get(i + 1).map_or("", String::as_str);
-        let iterations = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(1000);
-        callgrind(name, iterations);
-        return;
-    }
-    if let Some(i) = args.iter().position(|a| a == "--ab") {
-        let arg = |k: usize| args.get(i + k).map_or("", String::as_str);
-        let rounds = arg(3).parse().unwrap_or(200);
-        let batch = arg(4).parse().unwrap_or(200);
-        ab(arg(1), arg(2), rounds, batch);
+    if rows::run_modes(rows) {
         return;
     }
     benches();

@@ -14,6 +14,9 @@
 //! ```
 //!
 //! `--ab ?` lists the rows.
+//!
+//! Each bench uses part of this module.
+#![allow(dead_code)]
 
 use std::cell::{Cell, RefCell};
 use std::hint::black_box;
@@ -97,29 +100,43 @@ pub fn main(
             }
             std::process::exit(2);
         };
-        let (mut ta, mut tb) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
-        // Warm both up once.
-        run_a(batch);
-        run_b(batch);
-        for round in 0..rounds {
-            if round % 2 == 0 {
-                ta.push(run_a(batch));
-                tb.push(run_b(batch));
-            } else {
-                tb.push(run_b(batch));
-                ta.push(run_a(batch));
-            }
-        }
-        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-        let (min_a, min_b) = (min(&ta), min(&tb));
-        let (med_a, med_b) = (median(&mut ta), median(&mut tb));
-        println!("{a:<48} median {med_a:9.1} ns  min {min_a:9.1} ns");
-        println!("{b:<48} median {med_b:9.1} ns  min {min_b:9.1} ns");
-        println!(
-            "{:<48} median {:+9.1} ns  min {:+9.1} ns",
-            "difference (second - first)",
-            med_b - med_a,
-            min_b - min_a
-        );
+        compare(&a, run_a, &b, run_b, rounds, batch);
     });
+}
+
+/// Times `run_a` and `run_b` (each runs `n` iterations and answers ns per iteration) in
+/// alternating batches and prints both medians and minimums and their difference.
+pub fn compare(
+    a: &str,
+    run_a: &dyn Fn(usize) -> f64,
+    b: &str,
+    run_b: &dyn Fn(usize) -> f64,
+    rounds: usize,
+    batch: usize,
+) {
+    let (mut ta, mut tb) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    // Warm both up once.
+    run_a(batch);
+    run_b(batch);
+    for round in 0..rounds {
+        // Alternate which goes first, so neither always runs on a warmer cache.
+        if round % 2 == 0 {
+            ta.push(run_a(batch));
+            tb.push(run_b(batch));
+        } else {
+            tb.push(run_b(batch));
+            ta.push(run_a(batch));
+        }
+    }
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let (min_a, min_b) = (min(&ta), min(&tb));
+    let (med_a, med_b) = (median(&mut ta), median(&mut tb));
+    println!("{a:<48} median {med_a:9.1} ns  min {min_a:9.1} ns");
+    println!("{b:<48} median {med_b:9.1} ns  min {min_b:9.1} ns");
+    println!(
+        "{:<48} median {:+9.1} ns  min {:+9.1} ns",
+        "difference (second - first)",
+        med_b - med_a,
+        min_b - min_a
+    );
 }
