@@ -18,6 +18,7 @@ pub mod jwt;
 pub mod key;
 pub mod principal;
 pub mod response;
+mod stripe;
 
 #[cfg(feature = "test-util")]
 pub mod test_support;

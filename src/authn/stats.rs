@@ -21,7 +21,7 @@ struct Shard(AtomicU64);
 
 impl HotCounter {
     fn bump(&self) {
-        if let Some(shard) = self.shards.get(thread_shard()) {
+        if let Some(shard) = self.shards.get(crate::stripe::thread_stripe() % SHARDS) {
             shard.0.fetch_add(1, Relaxed);
         }
     }
@@ -29,24 +29,6 @@ impl HotCounter {
     fn load(&self) -> u64 {
         self.shards.iter().map(|s| s.0.load(Relaxed)).sum()
     }
-}
-
-/// This thread's shard, handed out round-robin on first use.
-fn thread_shard() -> usize {
-    use std::cell::Cell;
-    use std::sync::atomic::AtomicUsize;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    SHARD.with(|shard| {
-        let mut index = shard.get();
-        if index == usize::MAX {
-            index = NEXT.fetch_add(1, Relaxed) % SHARDS;
-            shard.set(index);
-        }
-        index
-    })
 }
 
 #[derive(Default)]

@@ -73,14 +73,48 @@ impl<S: KeySource + ?Sized> KeySource for Arc<S> {
     }
 }
 
+/// Copies of each key, so that threads cloning "the same" key touch different reference counts:
+/// one shared `Arc` would make every lookup on every core write one cache line.
+pub(crate) const STRIPES: usize = 8;
+
+/// One key and its copies ([`STRIPES`]).
+#[derive(Debug)]
+pub(crate) struct Striped([Arc<VerificationKey>; STRIPES]);
+
+impl Striped {
+    pub(crate) fn new(key: &Arc<VerificationKey>) -> Self {
+        Self(std::array::from_fn(|i| {
+            if i == 0 {
+                Arc::clone(key)
+            } else {
+                Arc::new(VerificationKey::clone(key))
+            }
+        }))
+    }
+
+    /// The copy for stripe `stripe` ([`thread_stripe`](crate::stripe::thread_stripe)).
+    #[inline]
+    pub(crate) fn get(&self, stripe: usize) -> &Arc<VerificationKey> {
+        &self.0[stripe % STRIPES]
+    }
+
+    /// The key (any copy).
+    pub(crate) fn key(&self) -> &VerificationKey {
+        &self.0[0]
+    }
+}
+
 /// A fixed set of keys for one issuer.
 ///
 /// With one key, a token may omit `kid`; if both carry one they must match. With several
 /// keys, every key must have a distinct `kid` and a token must name one: a token without
 /// `kid` is refused rather than tried against each key.
+///
+/// Each key is held in a few copies, one per group of threads, so that verifying on many
+/// cores at once does not make every core write one shared reference count.
 #[derive(Clone, Debug)]
 pub struct StaticKeys {
-    keys: Arc<[Arc<VerificationKey>]>,
+    keys: Arc<[Striped]>,
 }
 
 impl StaticKeys {
@@ -106,30 +140,35 @@ impl StaticKeys {
                 }
             }
         }
-        Ok(Self { keys: keys.into() })
+        Ok(Self {
+            keys: keys.iter().map(Striped::new).collect(),
+        })
     }
 
     /// The keys.
     pub fn keys(&self) -> impl ExactSizeIterator<Item = &VerificationKey> {
-        self.keys.iter().map(|k| &**k)
+        self.keys.iter().map(Striped::key)
     }
 
-    fn find(&self, kid: Option<&str>) -> Option<&Arc<VerificationKey>> {
+    fn find(&self, kid: Option<&str>) -> Option<&Striped> {
         match (&*self.keys, kid) {
             ([only], None) => Some(only),
-            ([only], Some(kid)) => match only.kid() {
+            ([only], Some(kid)) => match only.key().kid() {
                 None => Some(only),
                 Some(own) if own == kid => Some(only),
                 Some(_) => None,
             },
             (_, None) => None,
-            (keys, Some(kid)) => keys.iter().find(|k| k.kid() == Some(kid)),
+            (keys, Some(kid)) => keys.iter().find(|k| k.key().kid() == Some(kid)),
         }
     }
 }
 
 impl KeySource for StaticKeys {
     fn lookup(&self, query: &KeyQuery<'_>) -> KeyLookup {
-        KeyLookup::Ready(Ok(self.find(query.kid).cloned()))
+        let found = self
+            .find(query.kid)
+            .map(|key| Arc::clone(key.get(crate::stripe::thread_stripe())));
+        KeyLookup::Ready(Ok(found))
     }
 }

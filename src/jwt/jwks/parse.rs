@@ -1,8 +1,6 @@
 //! JWK Set documents → verification keys.
 
-use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
@@ -11,6 +9,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::error::{JwksError, JwksErrorKind};
+use crate::jwt::key_source::Striped;
 use crate::jwt::keys::{AlgorithmSet, VerificationKey};
 
 /// The most keys read from one document; later ones are skipped.
@@ -24,53 +23,6 @@ pub(crate) struct ParseRules {
 
 /// Up to this many keys, a lookup scans instead of searching.
 const SCAN: usize = 8;
-
-/// Copies of each key, so that threads cloning "the same" key touch different reference
-/// counts: one shared `Arc` would make every lookup on every core write one cache line.
-const STRIPES: usize = 8;
-
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-/// This thread's copy index, assigned round-robin on first use.
-#[inline]
-fn stripe() -> usize {
-    STRIPE.with(|s| {
-        let v = s.get();
-        if v < STRIPES {
-            v
-        } else {
-            let n = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
-            s.set(n);
-            n
-        }
-    })
-}
-
-/// One key and its copies ([`STRIPES`]).
-#[derive(Debug)]
-struct Striped([Arc<VerificationKey>; STRIPES]);
-
-impl Striped {
-    fn new(key: &Arc<VerificationKey>) -> Self {
-        Self(std::array::from_fn(|i| {
-            if i == 0 {
-                Arc::clone(key)
-            } else {
-                Arc::new(VerificationKey::clone(key))
-            }
-        }))
-    }
-
-    /// This thread's copy.
-    #[inline]
-    fn get(&self, stripe: usize) -> &Arc<VerificationKey> {
-        &self.0[stripe % STRIPES]
-    }
-}
 
 /// An immutable key set, replaced whole.
 #[derive(Debug, Default)]
@@ -96,7 +48,7 @@ impl KeySet {
     /// without `kid` gets the one key that allows `alg`, if exactly one does.
     #[inline]
     pub(crate) fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&Arc<VerificationKey>> {
-        let stripe = stripe();
+        let stripe = crate::stripe::thread_stripe();
         match kid {
             Some(kid) => {
                 // Few keys (the usual 1-4): a linear scan, where a length mismatch costs no
