@@ -98,6 +98,16 @@ impl CredentialSource {
         })
     }
 
+    /// The `X-API-Key` header: [`header`](Self::header) with a name checked at compile time.
+    #[must_use]
+    pub(crate) const fn api_key_header() -> Self {
+        const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+        Self {
+            location: Location::Header(X_API_KEY),
+            scheme: Scheme::API_KEY,
+        }
+    }
+
     /// A query parameter, challenged as [`Scheme::API_KEY`].
     ///
     /// # Security

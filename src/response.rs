@@ -123,9 +123,21 @@ struct ChallengesInner {
     invalid_token: Box<[HeaderValue]>,
 }
 
-static DEFAULT_CHALLENGES: LazyLock<Challenges> = LazyLock::new(|| {
-    Challenges::build("api", &[Scheme::BEARER], false)
-        .unwrap_or_else(|_| unreachable!("the default realm is valid"))
+/// `Bearer realm="api"`, spelled out so that building it cannot fail (a test checks it equals
+/// what `Challenges::new("api", &[Scheme::BEARER], false)` builds).
+static DEFAULT_CHALLENGES: LazyLock<Challenges> = LazyLock::new(|| Challenges {
+    inner: Arc::new(ChallengesInner {
+        realm: "api".into(),
+        describe: false,
+        schemes: Box::new([Scheme::BEARER]),
+        plain: Box::new([HeaderValue::from_static("Bearer realm=\"api\"")]),
+        invalid_request: Box::new([HeaderValue::from_static(
+            "Bearer realm=\"api\", error=\"invalid_request\"",
+        )]),
+        invalid_token: Box::new([HeaderValue::from_static(
+            "Bearer realm=\"api\", error=\"invalid_token\"",
+        )]),
+    }),
 });
 
 impl Challenges {
@@ -596,6 +608,20 @@ mod tests {
                 "Bearer realm=\"api\", error=\"invalid_token\""
             ]
         );
+    }
+
+    #[test]
+    fn the_spelled_out_default_equals_the_built_one() {
+        let built = Challenges::new("api", &[Scheme::BEARER], false).unwrap();
+        let default = Challenges::default_bearer();
+        assert_eq!(default.realm(), built.realm());
+        assert_eq!(default.schemes(), built.schemes());
+        for kind in ErrorKind::ALL {
+            let (mut a, mut b) = (HeaderMap::new(), HeaderMap::new());
+            default.append_to(&Error::new(*kind), &mut a);
+            built.append_to(&Error::new(*kind), &mut b);
+            assert_eq!(values(&a), values(&b), "{kind:?}");
+        }
     }
 
     #[test]

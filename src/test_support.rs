@@ -64,12 +64,9 @@ impl StaticAuthenticator {
     /// Reads `X-API-Key`.
     #[must_use]
     pub fn api_key_header() -> Self {
-        Self::new(CredentialExtractor::new([CredentialSource::header(
-            "x-api-key",
-        )
-        .unwrap_or_else(|_| {
-            unreachable!("x-api-key is a valid header name")
-        })]))
+        Self::new(CredentialExtractor::new([
+            CredentialSource::api_key_header(),
+        ]))
     }
 
     /// Reads wherever `extractor` says.

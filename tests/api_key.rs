@@ -669,3 +669,36 @@ async fn the_full_key_never_appears_in_debug_output_or_responses() {
 
 #[allow(dead_code)]
 fn _infallible(_: Infallible) {}
+
+#[tokio::test]
+async fn a_finished_key_check_polled_again_stays_pending() {
+    use credentialflow::authn::{Attempt, Authenticator};
+    use std::task::{Context, Poll, Waker};
+    let f = fixture();
+    let key = issue(&f, |_| {}).await;
+    let auth = authenticator(Deferred(f.store.clone()), &f.clock);
+    let (parts, ()) = Request::get("/me")
+        .header("x-api-key", key.key())
+        .body(())
+        .unwrap()
+        .into_parts();
+    let Attempt::Pending(fut) = auth.authenticate(&parts) else {
+        panic!("a deferred store answers later");
+    };
+    let mut fut = Box::pin(fut);
+    let principal = loop {
+        if let Poll::Ready(done) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            break done.unwrap();
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(principal.subject(), "alice");
+    // The store's future has finished: it is not polled again.
+    for _ in 0..2 {
+        assert!(
+            fut.as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+    }
+}

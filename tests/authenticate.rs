@@ -1375,3 +1375,42 @@ async fn anonymous_principal_is_the_shared_anonymous_kind() {
     let res = send(app, bare("/inspect")).await;
     assert_eq!(ok_body(res).await, "anonymous:anonymous:true");
 }
+
+/// Polls `fut` once with a no-op waker.
+fn poll_once<F: std::future::Future + Unpin>(fut: &mut F) -> std::task::Poll<F::Output> {
+    std::pin::Pin::new(fut).poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
+#[tokio::test]
+async fn a_response_future_polled_after_it_finished_stays_pending() {
+    use tower::{Layer, Service};
+    let inner = tower::service_fn(|_req: Request<()>| async {
+        Ok::<_, std::convert::Infallible>(Response::new(()))
+    });
+    // A rejection, and an allow through an authenticator that waits (the `Verifying` state).
+    for (auth, token) in [
+        (StaticAuthenticator::bearer(), None),
+        (
+            StaticAuthenticator::bearer()
+                .with_token("t0k", principal("alice").build())
+                .deferred(),
+            Some("Bearer t0k"),
+        ),
+    ] {
+        let mut svc = AuthenticateLayer::new(auth).layer(inner);
+        let mut req = Request::get("/");
+        if let Some(token) = token {
+            req = req.header(AUTHORIZATION, token);
+        }
+        let mut fut = Box::pin(svc.call(req.body(()).unwrap()));
+        let first = loop {
+            if let std::task::Poll::Ready(res) = poll_once(&mut fut) {
+                break res.unwrap();
+            }
+            tokio::task::yield_now().await;
+        };
+        assert!(first.status().is_success() || first.status() == StatusCode::UNAUTHORIZED);
+        assert!(poll_once(&mut fut).is_pending());
+        assert!(poll_once(&mut fut).is_pending());
+    }
+}

@@ -1253,3 +1253,37 @@ mod tonic_server {
         server.await.unwrap().unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_response_future_polled_after_it_finished_stays_pending() {
+    use std::task::{Context, Poll, Waker};
+    use tower::{Layer, Service};
+    let poll_once = |fut: &mut Pin<Box<dyn Future<Output = _> + Send>>| {
+        fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    };
+    let inner =
+        tower::service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    let mut svc = RequireScopesLayer::all(["orders:read"])
+        .unwrap()
+        .layer(inner);
+    // Allowed (forwarded to the inner service), then refused (no principal: 401).
+    for (who, status) in [
+        (
+            Some(principal("alice").scopes(["orders:read"]).build()),
+            StatusCode::OK,
+        ),
+        (None, StatusCode::UNAUTHORIZED),
+    ] {
+        let mut req = Request::get("/").body(()).unwrap();
+        if let Some(who) = who {
+            req.extensions_mut().insert(who);
+        }
+        let mut fut: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(svc.call(req));
+        match poll_once(&mut fut) {
+            Poll::Ready(res) => assert_eq!(res.unwrap().status(), status),
+            Poll::Pending => panic!("a ready service waited"),
+        }
+        assert!(poll_once(&mut fut).is_pending());
+        assert!(poll_once(&mut fut).is_pending());
+    }
+}

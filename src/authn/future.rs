@@ -18,6 +18,9 @@ use crate::response::Responder;
 
 pin_project! {
     /// The response future of [`Authenticate`](super::Authenticate).
+    ///
+    /// Polled again after it finished, it stays pending rather than panicking (as
+    /// `futures::future::Fuse` does).
     pub struct ResponseFuture<S, A, R, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>>,
@@ -55,6 +58,8 @@ pin_project! {
         Reject {
             res: Option<Response<ResBody>>,
         },
+        // Finished: polled again, the future stays pending.
+        Done,
     }
 }
 
@@ -110,12 +115,15 @@ where
             match state.as_mut().project() {
                 StateProj::Verifying { fut, waiting } => {
                     let result = ready!(fut.poll(cx));
-                    let Waiting {
+                    let Some(Waiting {
                         parts,
                         body,
                         mut inner,
                         shared,
-                    } = waiting.take().expect("polled after completion");
+                    }) = waiting.take()
+                    else {
+                        return Poll::Pending;
+                    };
                     let verdict = match result {
                         Ok(principal) => {
                             shared.counters.authenticated();
@@ -133,15 +141,24 @@ where
                     }
                 }
                 StateProj::Forward { fut, cache_private } => {
-                    let mut res = ready!(fut.poll(cx))?;
-                    if *cache_private {
+                    let cache_private = *cache_private;
+                    let result = ready!(fut.poll(cx));
+                    state.set(State::Done);
+                    let mut res = result?;
+                    if cache_private {
                         add_cache_private(&mut res);
                     }
                     return Poll::Ready(Ok(res));
                 }
                 StateProj::Reject { res } => {
-                    return Poll::Ready(Ok(res.take().expect("polled after completion")));
+                    let res = res.take();
+                    state.set(State::Done);
+                    return match res {
+                        Some(res) => Poll::Ready(Ok(res)),
+                        None => Poll::Pending,
+                    };
                 }
+                StateProj::Done => return Poll::Pending,
             }
         }
     }

@@ -20,6 +20,9 @@ pin_project! {
     /// [`RequireRoles`](super::RequireRoles), [`Authorize`](super::Authorize) and
     /// [`AuthorizeRoutes`](super::AuthorizeRoutes).
     ///
+    /// Polled again after it finished, it stays pending rather than panicking (as
+    /// `futures::future::Fuse` does).
+    ///
     /// `PF` is the future of a pending policy decision. The request parked while a policy
     /// decides is boxed, and so is a shadow record: both are off the common path, and keeping
     /// them inline would triple the size of every future of every layer around this one.
@@ -60,6 +63,8 @@ pin_project! {
         Reject {
             res: Option<Response<ResBody>>,
         },
+        // Finished: polled again, the future stays pending.
+        Done,
     }
 }
 
@@ -133,13 +138,16 @@ where
             match state.as_mut().project() {
                 StateProj::Evaluating { fut, waiting } => {
                     let result = ready!(fut.poll(cx));
+                    let Some(waiting) = waiting.take() else {
+                        return Poll::Pending;
+                    };
                     let Waiting {
                         req,
                         mut inner,
                         core,
                         shadow,
                         rule,
-                    } = *waiting.take().expect("polled after completion");
+                    } = *waiting;
                     let next: Self = conclude(
                         &core,
                         &mut inner,
@@ -151,15 +159,24 @@ where
                     state.set(next.state);
                 }
                 StateProj::Forward { fut, shadow } => {
-                    let mut res = ready!(fut.poll(cx))?;
-                    if let Some(record) = shadow.take() {
+                    let result = ready!(fut.poll(cx));
+                    let shadow = shadow.take();
+                    state.set(State::Done);
+                    let mut res = result?;
+                    if let Some(record) = shadow {
                         (*record).record(&mut res);
                     }
                     return Poll::Ready(Ok(res));
                 }
                 StateProj::Reject { res } => {
-                    return Poll::Ready(Ok(res.take().expect("polled after completion")));
+                    let res = res.take();
+                    state.set(State::Done);
+                    return match res {
+                        Some(res) => Poll::Ready(Ok(res)),
+                        None => Poll::Pending,
+                    };
                 }
+                StateProj::Done => return Poll::Pending,
             }
         }
     }

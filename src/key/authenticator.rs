@@ -52,8 +52,7 @@ impl<S: KeyStore> ApiKeyAuthenticator<S> {
             format,
             hasher,
             extractor: CredentialExtractor::new([
-                CredentialSource::header(DEFAULT_KEY_HEADER)
-                    .unwrap_or_else(|_| unreachable!("x-api-key is a valid header name")),
+                CredentialSource::api_key_header(),
                 CredentialSource::bearer(),
             ]),
             clock: SystemClock,
@@ -289,6 +288,9 @@ struct PendingCheck<C> {
 pin_project! {
     /// The future of an [`ApiKeyAuthenticator`] whose store has to wait: the lookup, bounded by
     /// the timeout, then the secret check.
+    ///
+    /// Polled again after it finished, it stays pending rather than panicking (as
+    /// `futures::future::Fuse` does).
     pub struct ApiKeyFuture<F, C> {
         #[pin]
         lookup: F,
@@ -316,6 +318,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if this.pending.is_none() {
+            // Finished already: the lookup future must not be polled again.
+            return Poll::Pending;
+        }
         let found = match this.lookup.poll(cx) {
             Poll::Ready(found) => found,
             Poll::Pending => {
@@ -332,7 +338,9 @@ where
                 return Poll::Pending;
             }
         };
-        let check = this.pending.take().expect("polled after completion");
+        let Some(check) = this.pending.take() else {
+            return Poll::Pending;
+        };
         Poll::Ready(
             check
                 .verifier
