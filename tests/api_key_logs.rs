@@ -2,8 +2,6 @@
 //! subscriber sees every event (no other test registers callsites first).
 #![cfg(all(feature = "key", feature = "axum"))]
 
-use std::io;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,38 +16,13 @@ use credentialflow::key::{
 };
 use http::Request;
 use tower::ServiceExt;
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::format::FmtSpan;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+#[path = "support/log_capture.rs"]
+mod log_capture;
 
 #[tokio::test]
 async fn no_api_key_secret_appears_in_any_log_line() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(FmtSpan::FULL)
-        .with_writer(captured.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = log_capture::capture();
 
     let clock = FakeClock::new();
     let store = MemoryKeyStore::new();
@@ -123,7 +96,7 @@ async fn no_api_key_secret_appears_in_any_log_line() {
         tokio::task::yield_now().await;
     }
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     assert!(text.contains("API key issued"), "the capture works: {text}");
     assert!(
         text.contains("request rejected by authentication"),

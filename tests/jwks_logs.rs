@@ -3,9 +3,8 @@
 //! subscriber sees every event, including those of the source's tasks on the same thread.
 #![cfg(all(feature = "jwks", feature = "axum"))]
 
-use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
@@ -23,31 +22,12 @@ use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::EllipticCurve;
 use serde_json::json;
 use tower::ServiceExt;
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::format::FmtSpan;
+
+#[path = "support/log_capture.rs"]
+mod log_capture;
 
 const ISS: &str = "https://issuer.example";
 const AUD: &str = "orders-api";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 /// Serves `body`, or fails while `down` is set.
 struct Flaky {
@@ -66,13 +46,7 @@ impl JwksFetcher for Flaky {
 
 #[tokio::test]
 async fn no_token_or_token_kid_appears_in_any_log_line() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(FmtSpan::FULL)
-        .with_writer(captured.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = log_capture::capture();
 
     let provider = CryptoBackend::default_backend().unwrap().provider();
     let pem = std::fs::read(concat!(
@@ -149,7 +123,7 @@ async fn no_token_or_token_kid_appears_in_any_log_line() {
     assert_eq!(call(failing.clone()).await, StatusCode::SERVICE_UNAVAILABLE); // refetch fails
     assert_eq!(call(good.clone()).await, StatusCode::OK); // stale key serves
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("JWK Set changed"),
         "the JWKS path logged: {logs}"

@@ -2,9 +2,6 @@
 //! subscriber sees every event (no other test registers callsites first).
 #![cfg(all(feature = "jwt", feature = "axum"))]
 
-use std::io;
-use std::sync::{Arc, Mutex};
-
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
@@ -18,32 +15,13 @@ use http::Request;
 use jsonwebtoken::EncodingKey;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::format::FmtSpan;
+
+#[path = "support/log_capture.rs"]
+mod log_capture;
 
 const ISS: &str = "https://issuer.example";
 const AUD: &str = "orders-api";
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 fn sign(header: &Value, claims: &Value) -> String {
     let provider = CryptoBackend::default_backend()
@@ -62,13 +40,7 @@ fn sign(header: &Value, claims: &Value) -> String {
 
 #[tokio::test]
 async fn no_token_appears_in_any_log_line() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(FmtSpan::FULL)
-        .with_writer(captured.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = log_capture::capture();
 
     let clock = FakeClock::new();
     let now = clock.unix_seconds();
@@ -123,7 +95,7 @@ async fn no_token_appears_in_any_log_line() {
         tracing::trace!(status = res.status().as_u16(), headers = ?res.headers(), "response");
     }
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     assert!(text.contains("JWT refused"), "the capture works: {text}");
     for token in tokens {
         // Neither the whole token nor its signature segment.
