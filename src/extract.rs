@@ -98,9 +98,17 @@ impl CredentialSource {
         })
     }
 
-    /// The `X-API-Key` header: [`header`](Self::header) with a name checked at compile time.
+    /// The `X-API-Key` header, challenged as [`Scheme::API_KEY`]: the same as
+    /// `header("x-api-key")`, with the name checked at compile time, so it cannot fail.
+    ///
+    /// ```
+    /// use credentialflow::extract::CredentialSource;
+    ///
+    /// let source = CredentialSource::api_key_header();
+    /// assert_eq!(source.header_name().map(|n| n.as_str()), Some("x-api-key"));
+    /// ```
     #[must_use]
-    pub(crate) const fn api_key_header() -> Self {
+    pub const fn api_key_header() -> Self {
         const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
         Self {
             location: Location::Header(X_API_KEY),
