@@ -319,7 +319,9 @@ mod timeout {
     }
 
     pin_project! {
-        /// The future of [`Timeout`].
+        /// A pending verification or decision bounded by a timeout: when it runs out, the
+        /// answer is [`Error::timeout`] (`503` with `Retry-After`). The future of [`Timeout`]
+        /// here and of [`authz::Timeout`](crate::authz::Timeout).
         pub struct TimeoutFuture<F> {
             #[pin]
             inner: tokio::time::Timeout<F>,
@@ -335,8 +337,17 @@ mod timeout {
         }
     }
 
-    impl<F: Future<Output = Result<Principal, Error>>> Future for TimeoutFuture<F> {
-        type Output = Result<Principal, Error>;
+    impl<F: Future> TimeoutFuture<F> {
+        pub(crate) fn new(inner: F, after: Duration) -> Self {
+            Self {
+                inner: tokio::time::timeout(after, inner),
+                after,
+            }
+        }
+    }
+
+    impl<F: Future<Output = Result<T, Error>>, T> Future for TimeoutFuture<F> {
+        type Output = Result<T, Error>;
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             let this = self.project();
@@ -352,10 +363,7 @@ mod timeout {
 
         fn authenticate(&self, request: &Parts) -> Attempt<Self::Future> {
             match self.inner.authenticate(request) {
-                Attempt::Pending(fut) => Attempt::Pending(TimeoutFuture {
-                    inner: tokio::time::timeout(self.after, fut),
-                    after: self.after,
-                }),
+                Attempt::Pending(fut) => Attempt::Pending(TimeoutFuture::new(fut, self.after)),
                 Attempt::NoCredential => Attempt::NoCredential,
                 Attempt::Authenticated(p) => Attempt::Authenticated(p),
                 Attempt::Rejected(e) => Attempt::Rejected(e),

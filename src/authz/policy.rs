@@ -673,34 +673,8 @@ mod timeout {
         pub(super) after: Duration,
     }
 
-    pin_project! {
-        /// The future of [`Timeout`].
-        pub struct TimeoutFuture<F> {
-            #[pin]
-            inner: tokio::time::Timeout<F>,
-            after: Duration,
-        }
-    }
-
-    impl<F> fmt::Debug for TimeoutFuture<F> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("TimeoutFuture")
-                .field("after", &self.after)
-                .finish_non_exhaustive()
-        }
-    }
-
-    impl<F: Future<Output = Result<Decision, Error>>> Future for TimeoutFuture<F> {
-        type Output = Result<Decision, Error>;
-
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            let this = self.project();
-            match ready!(this.inner.poll(cx)) {
-                Ok(result) => Poll::Ready(result),
-                Err(_elapsed) => Poll::Ready(Err(Error::timeout(*this.after))),
-            }
-        }
-    }
+    /// The future of [`Timeout`]: the same bounded future as the authenticators'.
+    pub use crate::authn::TimeoutFuture;
 
     impl<P: Policy> Policy for Timeout<P> {
         type Future = TimeoutFuture<P::Future>;
@@ -712,10 +686,7 @@ mod timeout {
         ) -> Evaluation<Self::Future> {
             self.inner
                 .evaluate(principal, request)
-                .map_future(|fut| TimeoutFuture {
-                    inner: tokio::time::timeout(self.after, fut),
-                    after: self.after,
-                })
+                .map_future(|fut| TimeoutFuture::new(fut, self.after))
         }
     }
 }
