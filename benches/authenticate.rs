@@ -263,6 +263,10 @@ fn bench(c: &mut Criterion) {
 criterion_group!(benches, bench);
 
 fn main() {
+    if let Some(request) = ab::callgrind_requested() {
+        ab::callgrind_main(bench, request);
+        return;
+    }
     if let Some(request) = ab::requested() {
         ab::main(bench, request);
         return;

@@ -399,6 +399,21 @@ fn name_set(c: &mut Criterion) {
                customers:write reports:read profile email openid";
     let three = "orders:read orders:write profile";
     let mut group = ab::group(c, "name_set");
+    if ab::collecting() {
+        for (name, list) in [("build_3", three), ("build_10", ten)] {
+            ab::register(
+                name,
+                Box::new(move |n| {
+                    ab::time_batch(
+                        n,
+                        || (),
+                        |()| NameSet::from_space_delimited(black_box(list)),
+                    )
+                }),
+            );
+        }
+        return;
+    }
     group.bench_function("build_3", |b| {
         b.iter_with_large_drop(|| NameSet::from_space_delimited(black_box(three)));
     });
@@ -415,15 +430,18 @@ fn name_set(c: &mut Criterion) {
 criterion_group!(benches, scopes, rule_table, policy, name_set);
 
 fn main() {
+    let all = |c: &mut Criterion| {
+        scopes(c);
+        rule_table(c);
+        policy(c);
+        name_set(c);
+    };
+    if let Some(request) = ab::callgrind_requested() {
+        ab::callgrind_main(all, request);
+        return;
+    }
     if let Some(request) = ab::requested() {
-        ab::main(
-            |c| {
-                scopes(c);
-                rule_table(c);
-                policy(c);
-            },
-            request,
-        );
+        ab::main(all, request);
         return;
     }
     benches();

@@ -70,12 +70,50 @@ pub fn time_batch<I, O>(n: usize, make: impl Fn() -> I, run: impl Fn(I) -> O) ->
     let inputs: Vec<I> = (0..n).map(|_| make()).collect();
     let mut outputs = Vec::with_capacity(n);
     let start = Instant::now();
-    for input in inputs {
-        outputs.push(run(input));
-    }
+    callgrind_measured_batch(inputs, &run, &mut outputs);
     let elapsed = start.elapsed();
     black_box(outputs);
     elapsed.as_secs_f64() * 1e9 / n as f64
+}
+
+/// The timed loop, kept out of line under a name `--callgrind` can toggle on.
+#[inline(never)]
+fn callgrind_measured_batch<I, O>(inputs: Vec<I>, run: &impl Fn(I) -> O, outputs: &mut Vec<O>) {
+    for input in inputs {
+        outputs.push(run(input));
+    }
+}
+
+/// The `--callgrind <row> [N]` request on the command line, if any.
+pub fn callgrind_requested() -> Option<(String, usize)> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == "--callgrind")?;
+    let name = args.get(i + 1).cloned().unwrap_or_else(|| "?".into());
+    let n = args.get(i + 2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    Some((name, n))
+}
+
+/// `--callgrind <row> [N]` for the rows that `benches` registers: one warm-up iteration, then
+/// `N`, each through `callgrind_measured_batch`. Under
+/// `valgrind --tool=callgrind --toggle-collect='*callgrind_measured*'` the instruction count
+/// divided by `N + 1` is the row's cost per iteration (requests built and responses dropped
+/// outside the count).
+pub fn callgrind_main(benches: impl FnOnce(&mut Criterion), (name, n): (String, usize)) {
+    COLLECTING.with(|c| c.set(true));
+    benches(&mut Criterion::default());
+    ROWS.with(|rows| {
+        let rows = rows.borrow();
+        let Some((_, run)) = rows.iter().find(|(row, _)| *row == name) else {
+            eprintln!("rows:");
+            for (row, _) in rows.iter() {
+                eprintln!("  {row}");
+            }
+            std::process::exit(2);
+        };
+        run(1);
+        run(n);
+        println!("{name}: {} iterations measured", n + 1);
+    });
 }
 
 fn median(values: &mut [f64]) -> f64 {
