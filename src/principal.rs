@@ -161,13 +161,13 @@ impl Principal {
         self.inner.credential_id.as_deref()
     }
 
-    /// The scopes granted. Lookups are a binary search.
+    /// The scopes granted. See [`NameSet`] for what a lookup costs.
     #[must_use]
     pub fn scopes(&self) -> &NameSet {
         &self.inner.scopes
     }
 
-    /// The roles held. Lookups are a binary search.
+    /// The roles held. See [`NameSet`] for what a lookup costs.
     #[must_use]
     pub fn roles(&self) -> &NameSet {
         &self.inner.roles
@@ -319,13 +319,13 @@ impl fmt::Debug for PrincipalBuilder {
 /// An immutable set of names (scopes or roles): one string buffer and the names' spans in it,
 /// in the order they were given.
 ///
-/// Up to 16 names (a typical token) live inline: building costs one allocation (the buffer) and
-/// a check compares lengths first and bytes only on a length match, at most 16 of each. Larger
-/// sets also get an index by a 64-bit hash of each name, so a check is a binary search over the
-/// hashes and one byte comparison to confirm: no check grows with the number of names beyond
-/// `log n`. Duplicates and empty names are dropped (the first occurrence stays). Names are
-/// case-sensitive (RFC 6749 §3.3). Two sets are equal when they hold the same names, in any
-/// order.
+/// Up to 16 names (a typical token) in up to 64 KiB live inline: building costs one allocation
+/// (the buffer) and one pass over it, and a check compares lengths first and bytes only on a
+/// length match, at most 16 of each. Larger sets also get an index by a 64-bit hash of each
+/// name, so a check is a binary search over the hashes and one byte comparison to confirm: no
+/// check grows with the number of names beyond `log n`. Duplicates and empty names are dropped
+/// (the first occurrence stays). Names are case-sensitive (RFC 6749 §3.3). Two sets are equal
+/// when they hold the same names, in any order.
 ///
 /// ```
 /// use credentialflow::principal::NameSet;
@@ -347,10 +347,14 @@ pub struct NameSet {
 /// Sets of up to this many names are scanned rather than hashed.
 const SMALL: usize = 16;
 
+/// The longest buffer a small set's 16-bit spans can address.
+const SMALL_BUF: usize = u16::MAX as usize;
+
 #[derive(Clone)]
 enum Index {
-    /// `(start, end)` of each name in `buf`, in the order given; the first `len` are used.
-    Small { len: u8, spans: [(u32, u32); SMALL] },
+    /// `(start, end)` of each name in `buf` (at most [`SMALL_BUF`] bytes), in the order given;
+    /// the first `len` are used.
+    Small { len: u8, spans: [(u16, u16); SMALL] },
     Large {
         /// `(start, end)` of each name in `buf`, in the order given.
         spans: Box<[(u32, u32)]>,
@@ -361,11 +365,106 @@ enum Index {
 
 impl Default for Index {
     fn default() -> Self {
-        Self::Small {
+        SmallSpans::new().into_index()
+    }
+}
+
+/// A small set's spans: at most [`SMALL`], into a buffer of at most [`SMALL_BUF`] bytes, in
+/// the order given. Duplicates may be among them: dropping them costs a comparison per pair of
+/// look-alikes, which a lookup does not need, so the readers that count or list names skip
+/// them instead ([`NameSet::len`], [`NameSet::iter`]).
+struct SmallSpans {
+    len: usize,
+    spans: [(u16, u16); SMALL],
+}
+
+impl SmallSpans {
+    const fn new() -> Self {
+        Self {
             len: 0,
             spans: [(0, 0); SMALL],
         }
     }
+
+    /// The spans of the space-separated names of `bytes` (at most [`SMALL_BUF`] long), in
+    /// order; `None` past [`SMALL`] names. Eight bytes per step, with the exact zero-byte
+    /// test (no false positives) on the word XOR eight spaces.
+    #[inline]
+    fn of_space_delimited(bytes: &[u8]) -> Option<Self> {
+        const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        const SPACES: u64 = 0x2020_2020_2020_2020;
+        let mut spans = [(0u16, 0u16); SMALL];
+        let mut len = 0;
+        let mut start = 0;
+        // A name ends at `end` (a space or the end of the list); empty names are skipped.
+        // Offsets fit `u16`: `end <= bytes.len() <= SMALL_BUF`.
+        macro_rules! name_ends_at {
+            ($end:expr) => {{
+                let end = $end;
+                if end > start {
+                    *spans.get_mut(len)? = (start as u16, end as u16);
+                    len += 1;
+                }
+                start = end + 1;
+            }};
+        }
+        let mut words = bytes.chunks_exact(8);
+        let mut base = 0;
+        for word in &mut words {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(word);
+            let x = u64::from_le_bytes(le) ^ SPACES;
+            // High bit set exactly in the bytes of `x` that are zero, i.e. the spaces.
+            let mut found = !(((x & LOW7) + LOW7) | x) & HIGH;
+            while found != 0 {
+                name_ends_at!(base + (found.trailing_zeros() / 8) as usize);
+                found &= found - 1;
+            }
+            base += 8;
+        }
+        for (i, &b) in words.remainder().iter().enumerate() {
+            if b == b' ' {
+                name_ends_at!(base + i);
+            }
+        }
+        if bytes.len() > start {
+            *spans.get_mut(len)? = (start as u16, bytes.len() as u16);
+            len += 1;
+        }
+        Some(Self { len, spans })
+    }
+
+    /// Appends a span (`end <= SMALL_BUF`); `false` when full.
+    #[inline]
+    fn push(&mut self, start: usize, end: usize) -> bool {
+        let Some(slot) = self.spans.get_mut(self.len) else {
+            return false;
+        };
+        *slot = (start as u16, end as u16);
+        self.len += 1;
+        true
+    }
+
+    fn into_index(self) -> Index {
+        Index::Small {
+            // At most SMALL.
+            len: self.len as u8,
+            spans: self.spans,
+        }
+    }
+}
+
+/// A small set's lookup: lengths first, then the last byte (names of one family share a
+/// prefix, not a suffix), then the bytes.
+#[inline]
+fn scan_small(buf: &[u8], spans: &[(u16, u16)], name: &[u8], last: u8) -> bool {
+    spans.iter().any(|&(start, end)| {
+        let (start, end) = (usize::from(start), usize::from(end));
+        end.wrapping_sub(start) == name.len()
+            && buf.get(end.wrapping_sub(1)) == Some(&last)
+            && buf.get(start..end) == Some(name)
+    })
 }
 
 /// A name prepared for repeated lookups: its hash computed once (the authorization layers
@@ -452,36 +551,24 @@ impl NameSet {
     /// Parses a space-delimited list, the OAuth `scope` format (RFC 6749 §3.3).
     #[must_use]
     pub fn from_space_delimited(list: &str) -> Self {
-        // The list itself is the buffer: one exact allocation, spans between the spaces.
+        let bytes = list.as_bytes();
+        // The usual case: a few names. One pass over the spaces, eight bytes at a time, straight
+        // into the inline spans; the list itself becomes the buffer (one exact allocation).
+        if bytes.len() <= SMALL_BUF
+            && let Some(small) = SmallSpans::of_space_delimited(bytes)
+        {
+            return Self {
+                buf: list.into(),
+                index: small.into_index(),
+            };
+        }
         if u32::try_from(list.len()).is_err() {
             // Over 4 GiB: not worth a fast path.
             return list.split(' ').collect();
         }
-        // Small sets (the usual case) in one pass over the spaces, eight bytes at a time, straight
-        // into the inline spans; a longer list is read again into an exactly sized vector.
-        let mut spans = [(0u32, 0u32); SMALL];
-        let mut found = 0;
-        let mut too_many = false;
-        let mut start = 0usize;
-        let mut name = |end: usize| {
-            if end > start {
-                match spans.get_mut(found) {
-                    Some(slot) => {
-                        *slot = (start as u32, end as u32);
-                        found += 1;
-                    }
-                    None => too_many = true,
-                }
-            }
-            start = end + 1;
-        };
-        for_each_space(list.as_bytes(), &mut name);
-        name(list.len());
-        if !too_many {
-            return Self::small(list.into(), spans.get(..found).unwrap_or_default());
-        }
+        // Many names, or a long list: read again into an exactly sized vector, then index.
         let mut count = 1;
-        for_each_space(list.as_bytes(), |_| count += 1);
+        for_each_space(bytes, |_| count += 1);
         let mut spans = Vec::with_capacity(count);
         // Every offset is at most `list.len()`, which fits `u32`.
         let mut start = 0usize;
@@ -491,58 +578,23 @@ impl NameSet {
             }
             start = end + 1;
         };
-        for_each_space(list.as_bytes(), &mut name);
-        name(list.len());
+        for_each_space(bytes, &mut name);
+        name(bytes.len());
         Self::index(list.into(), spans)
-    }
-
-    /// A small set over `spans` (at most `SMALL`) of `buf`, dropping later duplicates: lengths
-    /// are compared first, bytes only when they match.
-    fn small(buf: Box<str>, given: &[(u32, u32)]) -> Self {
-        let bytes = |(s, e): (u32, u32)| {
-            buf.as_bytes()
-                .get(s as usize..e as usize)
-                .unwrap_or_default()
-        };
-        let mut spans = [(0u32, 0u32); SMALL];
-        let mut len = 0;
-        // One bit per (length, last byte) class: only a name whose class was seen before is
-        // compared with the names kept so far.
-        let mut classes = 0u64;
-        for &span in given {
-            let width = span.1.wrapping_sub(span.0);
-            let last = buf.as_bytes().get((span.1 as usize).wrapping_sub(1));
-            let class = 1u64
-                << (width
-                    .wrapping_mul(31)
-                    .wrapping_add(u32::from(last.copied().unwrap_or(0)))
-                    % 64);
-            let seen = classes & class != 0
-                && spans.get(..len).unwrap_or_default().iter().any(|&kept| {
-                    kept.1.wrapping_sub(kept.0) == width
-                        && buf.as_bytes().get((kept.1 as usize).wrapping_sub(1)) == last
-                        && bytes(kept) == bytes(span)
-                });
-            classes |= class;
-            if !seen && let Some(slot) = spans.get_mut(len) {
-                *slot = span;
-                len += 1;
-            }
-        }
-        Self {
-            buf,
-            index: Index::Small {
-                // At most SMALL.
-                len: len as u8,
-                spans,
-            },
-        }
     }
 
     /// Indexes `spans` of `buf`: inline when few, else by hash; later duplicates dropped.
     fn index(buf: Box<str>, spans: Vec<(u32, u32)>) -> Self {
-        if spans.len() <= SMALL {
-            return Self::small(buf, &spans);
+        if spans.len() <= SMALL && buf.len() <= SMALL_BUF {
+            let mut small = SmallSpans::new();
+            for &(start, end) in &spans {
+                // At most SMALL spans, within `buf`.
+                small.push(start as usize, end as usize);
+            }
+            return Self {
+                buf,
+                index: small.into_index(),
+            };
         }
         let bytes = |&(s, e): &(u32, u32)| {
             buf.as_bytes()
@@ -609,24 +661,41 @@ impl NameSet {
         }
     }
 
-    /// The spans, in the order given.
-    fn spans(&self) -> &[(u32, u32)] {
-        match &self.index {
-            Index::Small { len, spans } => spans.get(..usize::from(*len)).unwrap_or_default(),
-            Index::Large { spans, .. } => spans,
-        }
-    }
-
     /// Number of distinct names.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.spans().len()
+        match &self.index {
+            Index::Small { len, .. } => (0..usize::from(*len))
+                .filter(|&i| !self.repeats_earlier(i))
+                .count(),
+            Index::Large { spans, .. } => spans.len(),
+        }
     }
 
     /// `true` when there are no names.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.spans().is_empty()
+        match &self.index {
+            Index::Small { len, .. } => *len == 0,
+            Index::Large { spans, .. } => spans.is_empty(),
+        }
+    }
+
+    /// `true` when the `i`th name of a small set repeats an earlier one (a large set holds no
+    /// duplicates).
+    fn repeats_earlier(&self, i: usize) -> bool {
+        let Index::Small { spans, .. } = &self.index else {
+            return false;
+        };
+        let name = self.name_at(i).as_bytes();
+        name.last().is_some_and(|&last| {
+            scan_small(
+                self.buf.as_bytes(),
+                spans.get(..i).unwrap_or_default(),
+                name,
+                last,
+            )
+        })
     }
 
     /// `true` when `name` is in the set: at most 16 length compares, or `O(log n)`.
@@ -640,7 +709,7 @@ impl NameSet {
         }
     }
 
-    /// [`contains`](Self::contains) for a name whose hash is already known.
+    /// [`contains`](Self::contains) for a name whose hash was computed once.
     #[cfg(feature = "authz")]
     #[inline]
     pub(crate) fn contains_key(&self, key: &NameKey) -> bool {
@@ -650,19 +719,17 @@ impl NameSet {
         }
     }
 
-    /// A small set's lookup: lengths first, bytes only on a length match.
+    /// A small set's lookup.
+    #[inline]
     fn scan(&self, name: &[u8]) -> bool {
+        let Index::Small { len, spans } = &self.index else {
+            return false;
+        };
         let Some(&last) = name.last() else {
             return false;
         };
-        let buf = self.buf.as_bytes();
-        // Length, then the last byte (names of one family share a prefix, not a suffix), then
-        // the bytes.
-        self.spans().iter().any(|&(start, end)| {
-            end.wrapping_sub(start) as usize == name.len()
-                && buf.get((end as usize).wrapping_sub(1)) == Some(&last)
-                && buf.get(start as usize..end as usize) == Some(name)
-        })
+        let spans = spans.get(..usize::from(*len)).unwrap_or_default();
+        scan_small(self.buf.as_bytes(), spans, name, last)
     }
 
     fn contains_hashed(&self, hash: u64, name: &[u8]) -> bool {
@@ -675,13 +742,20 @@ impl NameSet {
             .unwrap_or_default()
             .iter()
             .take_while(|&&(h, _)| h == hash)
-            .any(|&(_, i)| self.bytes(i) == name)
+            .any(|&(_, i)| self.name_at(i as usize).as_bytes() == name)
     }
 
-    fn bytes(&self, index: u32) -> &[u8] {
-        self.spans()
-            .get(index as usize)
-            .map_or(&[][..], |&span| self.get(span).as_bytes())
+    /// The `i`th name, in the order given (`""` past the end).
+    fn name_at(&self, i: usize) -> &str {
+        let span = match &self.index {
+            Index::Small { spans, .. } => {
+                spans.get(i).map(|&(s, e)| (usize::from(s), usize::from(e)))
+            }
+            Index::Large { spans, .. } => spans.get(i).map(|&(s, e)| (s as usize, e as usize)),
+        };
+        // Spans are built from `buf` itself and point at char boundaries.
+        span.and_then(|(start, end)| self.buf.get(start..end))
+            .unwrap_or("")
     }
 
     /// `true` when every one of `names` is in the set (vacuously true for none).
@@ -704,14 +778,42 @@ impl NameSet {
 
     /// The names in the order they were given (first occurrences).
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.spans().iter().map(|&span| self.get(span))
-    }
-
-    fn get(&self, (start, end): (u32, u32)) -> &str {
-        // Spans are built from `buf` itself and point at char boundaries.
-        self.buf.get(start as usize..end as usize).unwrap_or("")
+        Names {
+            set: self,
+            next: 0,
+            remaining: self.len(),
+        }
     }
 }
+
+/// The iterator of [`NameSet::iter`]: first occurrences, in order.
+struct Names<'a> {
+    set: &'a NameSet,
+    next: usize,
+    remaining: usize,
+}
+
+impl<'a> Iterator for Names<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        while self.remaining > 0 {
+            let i = self.next;
+            self.next += 1;
+            if !self.set.repeats_earlier(i) {
+                self.remaining -= 1;
+                return Some(self.set.name_at(i));
+            }
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for Names<'_> {}
 
 /// Set equality: the same names, in any order.
 impl PartialEq for NameSet {
@@ -724,11 +826,39 @@ impl Eq for NameSet {}
 
 impl<S: AsRef<str>> FromIterator<S> for NameSet {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        let iter = iter.into_iter();
+        let mut iter = iter.into_iter();
+        // The first names are held (borrowed, when the iterator lends them) until their total
+        // length is known, so that a small set costs one exact allocation: the buffer.
+        let mut head: [Option<S>; SMALL] = std::array::from_fn(|_| None);
+        let mut total = 0usize;
+        let mut more = true;
+        for slot in &mut head {
+            let Some(name) = iter.next() else {
+                more = false;
+                break;
+            };
+            total = total.saturating_add(name.as_ref().len());
+            *slot = Some(name);
+        }
+        let head = head.iter().map_while(Option::as_ref).map(AsRef::as_ref);
+        if !more && total <= SMALL_BUF {
+            let mut buf = String::with_capacity(total);
+            let mut small = SmallSpans::new();
+            for name in head.filter(|name| !name.is_empty()) {
+                let start = buf.len();
+                buf.push_str(name);
+                // At most SMALL names, `buf.len() <= total <= SMALL_BUF`.
+                small.push(start, buf.len());
+            }
+            return Self {
+                buf: buf.into_boxed_str(),
+                index: small.into_index(),
+            };
+        }
+        let rest: Vec<S> = if more { iter.collect() } else { Vec::new() };
         let mut buf = String::new();
-        let mut spans: Vec<(u32, u32)> = Vec::with_capacity(iter.size_hint().0);
-        for name in iter {
-            let name = name.as_ref();
+        let mut spans: Vec<(u32, u32)> = Vec::with_capacity(SMALL + rest.len());
+        for name in head.chain(rest.iter().map(AsRef::as_ref)) {
             if name.is_empty() {
                 continue;
             }
@@ -888,6 +1018,52 @@ mod tests {
         }
         assert!(!set.contains("abcdefghijklmno"));
         assert!(!NameSet::default().contains(""));
+    }
+
+    #[test]
+    fn duplicates_are_invisible_to_every_reader() {
+        // Small sets keep repeated spans and skip them when counting or listing; a set of more
+        // than 16 spans drops them when it is indexed. Both must read the same.
+        for raw in [
+            "a b a c b a",
+            "x x x x x x x x x x x x x x x y",
+            "x x x x x x x x x x x x x x x x x y x",
+        ] {
+            let spaced = NameSet::from_space_delimited(raw);
+            let collected: NameSet = raw.split(' ').collect();
+            let mut first: Vec<&str> = Vec::new();
+            for name in raw.split(' ') {
+                if !first.contains(&name) {
+                    first.push(name);
+                }
+            }
+            for set in [&spaced, &collected] {
+                assert_eq!(set.len(), first.len(), "{raw}");
+                assert_eq!(set.iter().len(), first.len(), "{raw}");
+                assert_eq!(set.iter().collect::<Vec<_>>(), first, "{raw}");
+                assert_eq!(set.to_string(), first.join(" "), "{raw}");
+                assert_eq!(format!("{set:?}").matches('"').count(), 2 * first.len());
+            }
+            assert_eq!(spaced, collected);
+            assert_eq!(spaced, first.iter().collect::<NameSet>());
+        }
+        // 16 distinct names fit inline; the 17th does not.
+        let sixteen: Vec<String> = (0..SMALL).map(|i| format!("s{i}")).collect();
+        assert!(matches!(
+            NameSet::from_space_delimited(&sixteen.join(" ")).index,
+            Index::Small { len: 16, .. }
+        ));
+        let seventeen = format!("{} s16", sixteen.join(" "));
+        let set = NameSet::from_space_delimited(&seventeen);
+        assert!(matches!(set.index, Index::Large { .. }));
+        assert_eq!(set.len(), 17);
+        // A list longer than 16-bit offsets reach is indexed too, and still found.
+        let long = format!("{} tail", "x".repeat(SMALL_BUF));
+        let set = NameSet::from_space_delimited(&long);
+        assert!(matches!(set.index, Index::Large { .. }));
+        assert!(set.contains("tail") && set.contains(&"x".repeat(SMALL_BUF)));
+        let set: NameSet = [&"y".repeat(SMALL_BUF), "tail"].into_iter().collect();
+        assert!(set.contains("tail") && set.len() == 2);
     }
 
     #[test]
