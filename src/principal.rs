@@ -320,10 +320,11 @@ impl fmt::Debug for PrincipalBuilder {
 /// in the order they were given.
 ///
 /// Up to 16 names (a typical token) in up to 64 KiB live inline: building costs one allocation
-/// (the buffer) and one pass over it, and a check compares lengths first and bytes only on a
-/// length match, at most 16 of each. Larger sets also get an index by a 64-bit hash of each
-/// name, so a check is a binary search over the hashes and one byte comparison to confirm: no
-/// check grows with the number of names beyond `log n`. Duplicates and empty names are dropped
+/// (the buffer) and one pass over it. Each name also gets a one-byte tag of its length and last
+/// byte, so a check picks the names worth comparing among all 16 in two word operations and
+/// compares bytes only for those. Larger sets also get an index by a 64-bit hash of each name,
+/// so a check is a binary search over the hashes and one byte comparison to confirm: no check
+/// grows with the number of names beyond `log n`. Duplicates and empty names are dropped
 /// (the first occurrence stays). Names are case-sensitive (RFC 6749 §3.3). Two sets are equal
 /// when they hold the same names, in any order.
 ///
@@ -352,9 +353,8 @@ const SMALL_BUF: usize = u16::MAX as usize;
 
 #[derive(Clone)]
 enum Index {
-    /// `(start, end)` of each name in `buf` (at most [`SMALL_BUF`] bytes), in the order given;
-    /// the first `len` are used.
-    Small { len: u8, spans: [(u16, u16); SMALL] },
+    /// Inline: a buffer of at most [`SMALL_BUF`] bytes, at most [`SMALL`] names.
+    Small(SmallSpans),
     Large {
         /// `(start, end)` of each name in `buf`, in the order given.
         spans: Box<[(u32, u32)]>,
@@ -365,36 +365,64 @@ enum Index {
 
 impl Default for Index {
     fn default() -> Self {
-        SmallSpans::new().into_index()
+        Index::Small(SmallSpans::new())
     }
 }
 
-/// A small set's spans: at most [`SMALL`], into a buffer of at most [`SMALL_BUF`] bytes, in
-/// the order given. Duplicates may be among them: dropping them costs a comparison per pair of
+/// A small set's names: at most [`SMALL`], as 16-bit spans into a buffer of at most
+/// [`SMALL_BUF`] bytes, in the order given, with a one-byte tag of each name's length and last
+/// byte, so that a lookup finds the few names worth comparing among all sixteen at once.
+///
+/// Duplicates may be among the names: dropping them costs a comparison per pair of
 /// look-alikes, which a lookup does not need, so the readers that count or list names skip
 /// them instead ([`NameSet::len`], [`NameSet::iter`]).
+#[derive(Clone)]
 struct SmallSpans {
-    len: usize,
+    len: u8,
+    /// The [`tag`] of each name; 0 in unused slots (which `len` excludes).
+    tags: [u8; SMALL],
     spans: [(u16, u16); SMALL],
+}
+
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// The high bit of each byte of `x` that is zero, and no other bit: the exact SWAR zero-byte
+/// test (no false positives, unlike the `(x - ONES) & !x` shortcut).
+#[inline]
+fn zero_bytes(x: u64) -> u64 {
+    !(((x & LOW7) + LOW7) | x) & HIGH
+}
+
+/// A name's tag: its length and last byte folded into a byte. Names of one length that end
+/// differently get different tags, and so do names of lengths up to 255 apart that end alike
+/// (31 is odd, so `31 * len` is distinct modulo 256).
+#[inline]
+fn tag(name: &[u8]) -> u8 {
+    tag_of(name.len(), name.last().copied().unwrap_or(0))
+}
+
+#[inline]
+fn tag_of(len: usize, last: u8) -> u8 {
+    (len as u8).wrapping_mul(31) ^ last
 }
 
 impl SmallSpans {
     const fn new() -> Self {
         Self {
             len: 0,
+            tags: [0; SMALL],
             spans: [(0, 0); SMALL],
         }
     }
 
     /// The spans of the space-separated names of `bytes` (at most [`SMALL_BUF`] long), in
-    /// order; `None` past [`SMALL`] names. Eight bytes per step, with the exact zero-byte
-    /// test (no false positives) on the word XOR eight spaces.
+    /// order; `None` past [`SMALL`] names. Eight bytes per step.
     #[inline]
     fn of_space_delimited(bytes: &[u8]) -> Option<Self> {
-        const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-        const HIGH: u64 = 0x8080_8080_8080_8080;
         const SPACES: u64 = 0x2020_2020_2020_2020;
-        let mut spans = [(0u16, 0u16); SMALL];
+        let mut set = Self::new();
         let mut len = 0;
         let mut start = 0;
         // A name ends at `end` (a space or the end of the list); empty names are skipped.
@@ -403,7 +431,8 @@ impl SmallSpans {
             ($end:expr) => {{
                 let end = $end;
                 if end > start {
-                    *spans.get_mut(len)? = (start as u16, end as u16);
+                    *set.spans.get_mut(len)? = (start as u16, end as u16);
+                    *set.tags.get_mut(len)? = tag_of(end - start, *bytes.get(end - 1)?);
                     len += 1;
                 }
                 start = end + 1;
@@ -414,9 +443,8 @@ impl SmallSpans {
         for word in &mut words {
             let mut le = [0u8; 8];
             le.copy_from_slice(word);
-            let x = u64::from_le_bytes(le) ^ SPACES;
-            // High bit set exactly in the bytes of `x` that are zero, i.e. the spaces.
-            let mut found = !(((x & LOW7) + LOW7) | x) & HIGH;
+            // The spaces are the zero bytes of the word XOR eight spaces.
+            let mut found = zero_bytes(u64::from_le_bytes(le) ^ SPACES);
             while found != 0 {
                 name_ends_at!(base + (found.trailing_zeros() / 8) as usize);
                 found &= found - 1;
@@ -428,43 +456,104 @@ impl SmallSpans {
                 name_ends_at!(base + i);
             }
         }
-        if bytes.len() > start {
-            *spans.get_mut(len)? = (start as u16, bytes.len() as u16);
+        let end = bytes.len();
+        if end > start {
+            *set.spans.get_mut(len)? = (start as u16, end as u16);
+            *set.tags.get_mut(len)? = tag_of(end - start, *bytes.get(end - 1)?);
             len += 1;
         }
-        Some(Self { len, spans })
+        // At most SMALL.
+        set.len = len as u8;
+        Some(set)
     }
 
-    /// Appends a span (`end <= SMALL_BUF`); `false` when full.
+    /// Appends the name `buf[start..end]` (non-empty, `end <= SMALL_BUF`); `false` when full.
     #[inline]
-    fn push(&mut self, start: usize, end: usize) -> bool {
-        let Some(slot) = self.spans.get_mut(self.len) else {
+    fn push(&mut self, buf: &[u8], start: usize, end: usize) -> bool {
+        let i = usize::from(self.len);
+        let (Some(span), Some(slot_tag)) = (self.spans.get_mut(i), self.tags.get_mut(i)) else {
             return false;
         };
-        *slot = (start as u16, end as u16);
+        *span = (start as u16, end as u16);
+        *slot_tag = tag(buf.get(start..end).unwrap_or_default());
         self.len += 1;
         true
     }
 
-    fn into_index(self) -> Index {
-        Index::Small {
-            // At most SMALL.
-            len: self.len as u8,
-            spans: self.spans,
+    fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    fn span(&self, i: usize) -> Option<(usize, usize)> {
+        self.spans
+            .get(i)
+            .map(|&(s, e)| (usize::from(s), usize::from(e)))
+    }
+
+    /// `true` when `name` is among the first `limit` names of `buf`.
+    #[inline]
+    fn find(&self, buf: &[u8], name: &[u8], limit: usize) -> bool {
+        let Some(&last) = name.last() else {
+            return false;
+        };
+        self.find_tagged(buf, name, tag_of(name.len(), last), limit)
+    }
+
+    /// [`find`](Self::find) for a non-empty `name` whose tag is known: the slots with that tag
+    /// are found in two word operations, and only those are compared, length and last byte
+    /// (names of one family share a prefix, not a suffix), then bytes.
+    #[inline(always)]
+    fn find_tagged(&self, buf: &[u8], name: &[u8], tag: u8, limit: usize) -> bool {
+        let splat = ONES * u64::from(tag);
+        let half = |k: usize| {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(self.tags.get(8 * k..8 * k + 8).unwrap_or(&[0; 8]));
+            // The high bit of each matching byte, gathered into the top byte: bit `i` for
+            // slot `i` (the multiplier shifts each byte's flag to its own bit, with no carry).
+            ((zero_bytes(u64::from_le_bytes(le) ^ splat) >> 7).wrapping_mul(GATHER) >> 56) as u32
+        };
+        let used = (1u32 << limit.min(self.len())) - 1;
+        let mut candidates = (half(0) | half(1) << 8) & used;
+        while candidates != 0 {
+            let i = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            if let Some((start, end)) = self.span(i)
+                && end.wrapping_sub(start) == name.len()
+                && buf.get(end.wrapping_sub(1)) == name.last()
+                && buf
+                    .get(start..end)
+                    .is_some_and(|kept| same_bytes(kept, name))
+            {
+                return true;
+            }
         }
+        false
     }
 }
 
-/// A small set's lookup: lengths first, then the last byte (names of one family share a
-/// prefix, not a suffix), then the bytes.
+/// Gathers the lowest bit of each byte into the top byte (byte `k`'s bit to bit `56 + k`).
+const GATHER: u64 = 0x0102_0408_1020_4080;
+
+/// `a == b` for slices of equal length, without a `memcmp` call for short ones (most names):
+/// two overlapping word loads per side.
 #[inline]
-fn scan_small(buf: &[u8], spans: &[(u16, u16)], name: &[u8], last: u8) -> bool {
-    spans.iter().any(|&(start, end)| {
-        let (start, end) = (usize::from(start), usize::from(end));
-        end.wrapping_sub(start) == name.len()
-            && buf.get(end.wrapping_sub(1)) == Some(&last)
-            && buf.get(start..end) == Some(name)
-    })
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    fn word<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+        let mut w = [0u8; N];
+        if let Some(src) = bytes.get(at..at + N) {
+            w.copy_from_slice(src);
+        }
+        w
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        _ => a == b,
+    }
 }
 
 /// A name prepared for repeated lookups: its hash computed once (the authorization layers
@@ -473,6 +562,7 @@ fn scan_small(buf: &[u8], spans: &[(u16, u16)], name: &[u8], last: u8) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct NameKey {
     hash: u64,
+    tag: u8,
     name: Box<str>,
 }
 
@@ -481,6 +571,7 @@ impl NameKey {
     pub(crate) fn new(name: &str) -> Self {
         Self {
             hash: name_hash(name.as_bytes()),
+            tag: tag(name.as_bytes()),
             name: name.into(),
         }
     }
@@ -559,7 +650,7 @@ impl NameSet {
         {
             return Self {
                 buf: list.into(),
-                index: small.into_index(),
+                index: Index::Small(small),
             };
         }
         if u32::try_from(list.len()).is_err() {
@@ -589,11 +680,11 @@ impl NameSet {
             let mut small = SmallSpans::new();
             for &(start, end) in &spans {
                 // At most SMALL spans, within `buf`.
-                small.push(start as usize, end as usize);
+                small.push(buf.as_bytes(), start as usize, end as usize);
             }
             return Self {
                 buf,
-                index: small.into_index(),
+                index: Index::Small(small),
             };
         }
         let bytes = |&(s, e): &(u32, u32)| {
@@ -665,7 +756,7 @@ impl NameSet {
     #[must_use]
     pub fn len(&self) -> usize {
         match &self.index {
-            Index::Small { len, .. } => (0..usize::from(*len))
+            Index::Small(small) => (0..small.len())
                 .filter(|&i| !self.repeats_earlier(i))
                 .count(),
             Index::Large { spans, .. } => spans.len(),
@@ -676,7 +767,7 @@ impl NameSet {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         match &self.index {
-            Index::Small { len, .. } => *len == 0,
+            Index::Small(small) => small.len() == 0,
             Index::Large { spans, .. } => spans.is_empty(),
         }
     }
@@ -684,57 +775,40 @@ impl NameSet {
     /// `true` when the `i`th name of a small set repeats an earlier one (a large set holds no
     /// duplicates).
     fn repeats_earlier(&self, i: usize) -> bool {
-        let Index::Small { spans, .. } = &self.index else {
+        let Index::Small(small) = &self.index else {
             return false;
         };
-        let name = self.name_at(i).as_bytes();
-        name.last().is_some_and(|&last| {
-            scan_small(
-                self.buf.as_bytes(),
-                spans.get(..i).unwrap_or_default(),
-                name,
-                last,
-            )
-        })
+        small.find(self.buf.as_bytes(), self.name_at(i).as_bytes(), i)
     }
 
-    /// `true` when `name` is in the set: at most 16 length compares, or `O(log n)`.
+    /// `true` when `name` is in the set: the names of its length found in one step among up
+    /// to 16, or `O(log n)` in larger sets.
     #[must_use]
     pub fn contains(&self, name: &str) -> bool {
         match &self.index {
-            Index::Small { .. } => self.scan(name.as_bytes()),
+            Index::Small(small) => small.find(self.buf.as_bytes(), name.as_bytes(), SMALL),
             Index::Large { .. } => {
                 self.contains_hashed(name_hash(name.as_bytes()), name.as_bytes())
             }
         }
     }
 
-    /// [`contains`](Self::contains) for a name whose hash was computed once.
+    /// [`contains`](Self::contains) for a name whose hash and tag were computed once.
     #[cfg(feature = "authz")]
-    #[inline]
+    #[inline(always)]
     pub(crate) fn contains_key(&self, key: &NameKey) -> bool {
         match &self.index {
-            Index::Small { .. } => self.scan(key.name.as_bytes()),
+            Index::Small(_) if key.name.is_empty() => false,
+            Index::Small(small) => {
+                small.find_tagged(self.buf.as_bytes(), key.name.as_bytes(), key.tag, SMALL)
+            }
             Index::Large { .. } => self.contains_hashed(key.hash, key.name.as_bytes()),
         }
     }
 
-    /// A small set's lookup.
-    #[inline]
-    fn scan(&self, name: &[u8]) -> bool {
-        let Index::Small { len, spans } = &self.index else {
-            return false;
-        };
-        let Some(&last) = name.last() else {
-            return false;
-        };
-        let spans = spans.get(..usize::from(*len)).unwrap_or_default();
-        scan_small(self.buf.as_bytes(), spans, name, last)
-    }
-
     fn contains_hashed(&self, hash: u64, name: &[u8]) -> bool {
         let Index::Large { by_hash, .. } = &self.index else {
-            return self.scan(name);
+            return false;
         };
         let first = by_hash.partition_point(|&(h, _)| h < hash);
         by_hash
@@ -742,15 +816,13 @@ impl NameSet {
             .unwrap_or_default()
             .iter()
             .take_while(|&&(h, _)| h == hash)
-            .any(|&(_, i)| self.name_at(i as usize).as_bytes() == name)
+            .any(|&(_, i)| same_bytes(self.name_at(i as usize).as_bytes(), name))
     }
 
     /// The `i`th name, in the order given (`""` past the end).
     fn name_at(&self, i: usize) -> &str {
         let span = match &self.index {
-            Index::Small { spans, .. } => {
-                spans.get(i).map(|&(s, e)| (usize::from(s), usize::from(e)))
-            }
+            Index::Small(small) => small.span(i),
             Index::Large { spans, .. } => spans.get(i).map(|&(s, e)| (s as usize, e as usize)),
         };
         // Spans are built from `buf` itself and point at char boundaries.
@@ -848,11 +920,11 @@ impl<S: AsRef<str>> FromIterator<S> for NameSet {
                 let start = buf.len();
                 buf.push_str(name);
                 // At most SMALL names, `buf.len() <= total <= SMALL_BUF`.
-                small.push(start, buf.len());
+                small.push(buf.as_bytes(), start, buf.len());
             }
             return Self {
                 buf: buf.into_boxed_str(),
-                index: small.into_index(),
+                index: Index::Small(small),
             };
         }
         let rest: Vec<S> = if more { iter.collect() } else { Vec::new() };
@@ -1021,6 +1093,29 @@ mod tests {
     }
 
     #[test]
+    fn lookups_compare_every_byte_at_every_length() {
+        for n in 0..40 {
+            let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(same_bytes(&a, &a.clone()), "{n}");
+            assert!(!same_bytes(&a, &[a.as_slice(), b"x"].concat()), "{n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x01;
+                assert!(!same_bytes(&a, &b), "{n} {at}");
+            }
+        }
+        // Long names, and names whose tags coincide: their spans and bytes decide.
+        let lengths = [1, 7, 8, 16, 17, 254, 255, 256, 257, 300];
+        assert_eq!(tag(&[b'n'; 1]), tag(&[b'n'; 257]));
+        let set: NameSet = lengths.iter().map(|&n| "n".repeat(n)).collect();
+        assert!(matches!(set.index, Index::Small(_)));
+        for n in 0..310 {
+            assert_eq!(set.contains(&"n".repeat(n)), lengths.contains(&n), "{n}");
+        }
+        assert!(!set.contains(&format!("{}m", "n".repeat(255))));
+    }
+
+    #[test]
     fn duplicates_are_invisible_to_every_reader() {
         // Small sets keep repeated spans and skip them when counting or listing; a set of more
         // than 16 spans drops them when it is indexed. Both must read the same.
@@ -1051,7 +1146,7 @@ mod tests {
         let sixteen: Vec<String> = (0..SMALL).map(|i| format!("s{i}")).collect();
         assert!(matches!(
             NameSet::from_space_delimited(&sixteen.join(" ")).index,
-            Index::Small { len: 16, .. }
+            Index::Small(SmallSpans { len: 16, .. })
         ));
         let seventeen = format!("{} s16", sixteen.join(" "));
         let set = NameSet::from_space_delimited(&seventeen);

@@ -54,6 +54,9 @@ pin_project! {
             #[pin]
             fut: S::Future,
             cache_private: bool,
+            // The inner future finished: it is not polled again. A flag rather than a move to
+            // `Done`, so that the inner poll's result is handed through untouched.
+            finished: bool,
         },
         Reject {
             res: Option<Response<ResBody>>,
@@ -70,7 +73,11 @@ where
 {
     pub(crate) fn forward(fut: S::Future, cache_private: bool) -> Self {
         Self {
-            state: State::Forward { fut, cache_private },
+            state: State::Forward {
+                fut,
+                cache_private,
+                finished: false,
+            },
         }
     }
 
@@ -136,19 +143,27 @@ where
                         Verdict::Forward(req, cache_private) => state.set(State::Forward {
                             fut: inner.call(req),
                             cache_private,
+                            finished: false,
                         }),
                         Verdict::Reject(res) => state.set(State::Reject { res: Some(res) }),
                     }
                 }
-                StateProj::Forward { fut, cache_private } => {
-                    let cache_private = *cache_private;
-                    let result = ready!(fut.poll(cx));
-                    state.set(State::Done);
-                    let mut res = result?;
-                    if cache_private {
-                        add_cache_private(&mut res);
+                StateProj::Forward {
+                    fut,
+                    cache_private,
+                    finished,
+                } => {
+                    if *finished {
+                        return Poll::Pending;
                     }
-                    return Poll::Ready(Ok(res));
+                    let mut out = fut.poll(cx);
+                    if let Poll::Ready(result) = &mut out {
+                        *finished = true;
+                        if let (true, Ok(res)) = (*cache_private, result) {
+                            add_cache_private(res);
+                        }
+                    }
+                    return out;
                 }
                 StateProj::Reject { res } => {
                     let res = res.take();
