@@ -209,10 +209,32 @@ impl CredentialSource {
         }
     }
 
-    /// Reads this source's raw value: `Ok(None)` when absent, `Err` when duplicated.
+    /// Reads this source's value: `Ok(None)` when absent, `Err` when duplicated, too long or
+    /// not a `b64token`.
     fn find<'a>(&self, parts: &'a Parts, max_len: usize) -> Result<Option<Cow<'a, str>>, Error> {
+        match self.find_raw(parts, max_len)? {
+            None => Ok(None),
+            Some(Cow::Borrowed(raw)) => checked(raw, self.scheme).map(|t| Some(Cow::Borrowed(t))),
+            Some(Cow::Owned(raw)) => {
+                checked(&raw, self.scheme)?;
+                String::from_utf8(raw)
+                    .map(|t| Some(Cow::Owned(t)))
+                    .map_err(|_| {
+                        Error::new(ErrorKind::MalformedCredential).with_scheme(self.scheme)
+                    })
+            }
+        }
+    }
+
+    /// Reads this source's value, checking its length but not its syntax: `Ok(None)` when
+    /// absent, `Err` when duplicated or too long.
+    fn find_raw<'a>(
+        &self,
+        parts: &'a Parts,
+        max_len: usize,
+    ) -> Result<Option<Cow<'a, [u8]>>, Error> {
         let fail = |kind| Err(Error::new(kind).with_scheme(self.scheme));
-        match &self.location {
+        let found: Cow<'a, [u8]> = match &self.location {
             Location::Authorization => {
                 let mut values = parts.headers.get_all(AUTHORIZATION).iter();
                 let Some(first) = values.next() else {
@@ -235,7 +257,7 @@ impl CredentialSource {
                 if values.next().is_some() {
                     return fail(ErrorKind::DuplicateCredential);
                 }
-                checked(token, max_len, self.scheme).map(|t| Some(Cow::Borrowed(t)))
+                Cow::Borrowed(token)
             }
             Location::Header(name) => {
                 let mut values = parts.headers.get_all(name).iter();
@@ -245,7 +267,7 @@ impl CredentialSource {
                 if values.next().is_some() {
                     return fail(ErrorKind::DuplicateCredential);
                 }
-                checked(first.as_bytes(), max_len, self.scheme).map(|t| Some(Cow::Borrowed(t)))
+                Cow::Borrowed(first.as_bytes())
             }
             Location::Query(name) => {
                 let Some(query) = parts.uri.query() else {
@@ -266,11 +288,11 @@ impl CredentialSource {
                 if raw.len() > max_len * 3 {
                     return fail(ErrorKind::OversizedCredential);
                 }
-                let Some(decoded) = form_decode(raw) else {
-                    return fail(ErrorKind::MalformedCredential);
-                };
-                checked(decoded.as_bytes(), max_len, self.scheme)?;
-                Ok(Some(decoded))
+                match form_decode(raw) {
+                    Some(Cow::Borrowed(value)) => Cow::Borrowed(value.as_bytes()),
+                    Some(Cow::Owned(value)) => Cow::Owned(value.into_bytes()),
+                    None => return fail(ErrorKind::MalformedCredential),
+                }
             }
             Location::Cookie(name) => {
                 let mut found = None;
@@ -294,9 +316,13 @@ impl CredentialSource {
                     }
                 }
                 let Some(value) = found else { return Ok(None) };
-                checked(value, max_len, self.scheme).map(|t| Some(Cow::Borrowed(t)))
+                Cow::Borrowed(value)
             }
+        };
+        if found.len() > max_len {
+            return fail(ErrorKind::OversizedCredential);
         }
+        Ok(Some(found))
     }
 
     fn strip(&self, parts: &mut Parts) {
@@ -392,11 +418,8 @@ fn strip_scheme<'a>(value: &'a [u8], scheme: &str) -> Option<&'a [u8]> {
     }
 }
 
-/// Length, then syntax: `b64token`.
-fn checked(raw: &[u8], max_len: usize, scheme: Scheme) -> Result<&str, Error> {
-    if raw.len() > max_len {
-        return Err(Error::new(ErrorKind::OversizedCredential).with_scheme(scheme));
-    }
+/// Syntax: `b64token` (the length is checked when the value is found).
+fn checked(raw: &[u8], scheme: Scheme) -> Result<&str, Error> {
     if !is_b64token(raw) {
         return Err(Error::new(ErrorKind::MalformedCredential).with_scheme(scheme));
     }
@@ -602,6 +625,53 @@ impl CredentialExtractor {
             });
         }
         Ok(found)
+    }
+}
+
+/// What [`CredentialExtractor::extract_deferred`] found.
+#[cfg(feature = "key")]
+pub(crate) enum Deferred<'a> {
+    /// No credential of the caller's kind: no value at all, or one value the caller does not
+    /// recognise and whose syntax was checked.
+    Absent,
+    /// One value, which the caller recognises, length-checked but not syntax-checked: the
+    /// caller must refuse it as [`ErrorKind::MalformedCredential`] (`400`) if it is not a
+    /// [`b64token`](is_b64token).
+    Mine {
+        value: Cow<'a, [u8]>,
+        scheme: Scheme,
+    },
+    /// Anything else (several values, a duplicate, an oversized value, a malformed foreign
+    /// one): [`CredentialExtractor::extract_matching`] decides.
+    Full,
+}
+
+#[cfg(feature = "key")]
+impl CredentialExtractor {
+    /// The common case of [`extract_matching`](Self::extract_matching) without its syntax
+    /// check: a request with one credential that `is_mine` recognises. An authenticator whose
+    /// own grammar is stricter than `b64token` (API keys) checks the syntax only when its own
+    /// parse fails, so a well-formed or merely mistyped credential is read once, not three
+    /// times. Every other case is left to `extract_matching`, so the answers are the same.
+    pub(crate) fn extract_deferred<'a>(
+        &self,
+        parts: &'a Parts,
+        is_mine: impl FnOnce(&[u8]) -> bool,
+    ) -> Deferred<'a> {
+        let mut found = None;
+        for source in &*self.sources {
+            match source.find_raw(parts, self.max_len) {
+                Ok(None) => {}
+                Ok(Some(value)) if found.is_none() => found = Some((value, source.scheme)),
+                _ => return Deferred::Full,
+            }
+        }
+        match found {
+            None => Deferred::Absent,
+            Some((value, scheme)) if is_mine(&value) => Deferred::Mine { value, scheme },
+            Some((value, _)) if is_b64token(&value) => Deferred::Absent,
+            Some(_) => Deferred::Full,
+        }
     }
 }
 

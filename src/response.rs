@@ -140,6 +140,25 @@ static DEFAULT_CHALLENGES: LazyLock<Challenges> = LazyLock::new(|| Challenges {
     }),
 });
 
+/// The challenges of the default realm, as static strings: a header value built from one is
+/// copied by a clone, where a value built at run time shares one reference count that every
+/// rejection, on every core, increments and decrements.
+static STATIC_CHALLENGES: [&str; 6] = [
+    "Bearer realm=\"api\"",
+    "Bearer realm=\"api\", error=\"invalid_request\"",
+    "Bearer realm=\"api\", error=\"invalid_token\"",
+    "ApiKey realm=\"api\"",
+    "ApiKey realm=\"api\", error=\"invalid_request\"",
+    "ApiKey realm=\"api\", error=\"invalid_token\"",
+];
+
+fn static_challenge(value: &str) -> Option<&'static str> {
+    STATIC_CHALLENGES
+        .iter()
+        .copied()
+        .find(|known| *known == value)
+}
+
 impl Challenges {
     /// Challenges for `schemes` (duplicates dropped, order kept) in `realm`.
     ///
@@ -176,8 +195,11 @@ impl Challenges {
                     let _ = write!(v, ", error_description=\"{}\"", description(error));
                 }
             }
-            HeaderValue::from_str(&v)
-                .map_err(|_| ConfigError::new("challenge is not a valid header value"))
+            match static_challenge(&v) {
+                Some(known) => Ok(HeaderValue::from_static(known)),
+                None => HeaderValue::from_str(&v)
+                    .map_err(|_| ConfigError::new("challenge is not a valid header value")),
+            }
         };
         let per_scheme = |error: Option<BearerError>| {
             unique
@@ -566,6 +588,7 @@ fn problem_detail(status: StatusCode) -> &'static str {
 }
 
 /// Builds the response for `error` with `responder` and records the error in its extensions.
+#[cfg(any(feature = "axum", feature = "authz"))]
 pub(crate) fn reject<B, R>(
     responder: &R,
     error: Error,
@@ -575,7 +598,27 @@ pub(crate) fn reject<B, R>(
 where
     R: Responder<B> + ?Sized,
 {
-    let mut res = responder.respond(&Rejection::new(&error, challenges, request_headers));
+    let grpc = is_grpc(request_headers);
+    respond(responder, error, challenges, grpc)
+}
+
+/// [`reject`] for a request already dropped, whose headers said whether it was gRPC. Dropping
+/// the request first hands its memory back to the allocator before the response takes some:
+/// the response's header map is the size of the request's, so it reuses the chunks just freed.
+pub(crate) fn respond<B, R>(
+    responder: &R,
+    error: Error,
+    challenges: &Challenges,
+    grpc: bool,
+) -> Response<B>
+where
+    R: Responder<B> + ?Sized,
+{
+    let mut res = responder.respond(&Rejection {
+        error: &error,
+        challenges,
+        grpc,
+    });
     res.extensions_mut().insert(error);
     res
 }

@@ -702,3 +702,126 @@ async fn a_finished_key_check_polled_again_stays_pending() {
         );
     }
 }
+
+/// What the authenticator answered, or what the reference below says it must: the outcome and
+/// the audited reason with the scheme it is charged to. `Verified` is a key that parsed (only
+/// the real key does here: any other change fails its checksum).
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    NoCredential,
+    Refused(ErrorKind, Option<credentialflow::response::Scheme>),
+    Verified,
+}
+
+fn outcome<F>(attempt: credentialflow::authn::Attempt<F>) -> Outcome {
+    use credentialflow::authn::Attempt;
+    match attempt {
+        Attempt::NoCredential => Outcome::NoCredential,
+        Attempt::Rejected(e) => Outcome::Refused(e.kind(), e.scheme().copied()),
+        Attempt::Authenticated(_) | Attempt::Pending(_) => Outcome::Verified,
+    }
+}
+
+/// The rules as the extractor states them, applied in their order: extract (length, syntax,
+/// duplicates, conflicts), keep what has the prefix, then parse.
+fn reference(parts: &http::request::Parts) -> Outcome {
+    use credentialflow::extract::{CredentialExtractor, CredentialSource};
+    use credentialflow::key::KeyParseError;
+    let f = format();
+    let extractor = CredentialExtractor::new([
+        CredentialSource::api_key_header(),
+        CredentialSource::bearer(),
+    ]);
+    match extractor.extract_matching(parts, |v| f.recognises(v)) {
+        Err(e) => Outcome::Refused(e.kind(), e.scheme().copied()),
+        Ok(None) => Outcome::NoCredential,
+        Ok(Some(credential)) => match f.parse(credential.value()) {
+            Ok(_) => Outcome::Verified,
+            Err(KeyParseError::Checksum) => {
+                Outcome::Refused(ErrorKind::ChecksumMismatch, Some(credential.scheme()))
+            }
+            Err(_) => Outcome::Refused(ErrorKind::InvalidCredential, Some(credential.scheme())),
+        },
+    }
+}
+
+/// A near-key: a real key, mistyped, cut, padded, or with another byte anywhere (header bytes
+/// only: visible ASCII, space, tab and obs-text).
+fn near_key(real: String) -> impl Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let header_byte = || prop_oneof![0x20u8..=0x7e, 0x80u8..=0xff, Just(b'\t')];
+    let len = real.len();
+    prop_oneof![
+        Just(real.clone().into_bytes()),
+        (0..len, header_byte()).prop_map({
+            let real = real.clone();
+            move |(at, b)| {
+                let mut v = real.clone().into_bytes();
+                v[at] = b;
+                v
+            }
+        }),
+        (0..len, proptest::sample::select(b"09AZaz_-.~+/=".to_vec())).prop_map({
+            let real = real.clone();
+            move |(at, b)| {
+                let mut v = real.clone().into_bytes();
+                v[at] = b;
+                v
+            }
+        }),
+        (0..len).prop_map({
+            let real = real.clone();
+            move |at| real.as_bytes()[..at].to_vec()
+        }),
+        proptest::sample::select(vec!["=", "==", "x", "_", " "]).prop_map({
+            let real = real.clone();
+            move |tail| format!("{real}{tail}").into_bytes()
+        }),
+        proptest::collection::vec(header_byte(), 0..80).prop_map(|rest| {
+            let mut v = b"cf_test_".to_vec();
+            v.extend(rest);
+            v
+        }),
+        "[A-Za-z0-9._~+/=-]{0,70}".prop_map(String::into_bytes),
+    ]
+}
+
+use proptest::prelude::Strategy;
+
+#[test]
+fn the_fast_path_answers_exactly_as_the_rules_in_order() {
+    use credentialflow::authn::Authenticator;
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let f = fixture();
+    let key = runtime.block_on(issue(&f, |_| {})).key().to_owned();
+    let auth = authenticator(f.store.clone(), &f.clock);
+    let placement = proptest::sample::select(vec![
+        "x-api-key",
+        "bearer",
+        "both",
+        "x-api-key twice",
+        "x-api-key and basic",
+        "lowercase bearer",
+    ]);
+    proptest!(ProptestConfig::with_cases(2000), |(value in near_key(key.clone()), other in near_key(key.clone()), place in placement)| {
+        let mut builder = Request::get("/me");
+        let bearer = |v: &[u8]| [b"Bearer ".as_slice(), v].concat();
+        let values: Vec<(&str, Vec<u8>)> = match place {
+            "x-api-key" => vec![("x-api-key", value.clone())],
+            "bearer" => vec![("authorization", bearer(&value))],
+            "both" => vec![("x-api-key", value.clone()), ("authorization", bearer(&other))],
+            "x-api-key twice" => vec![("x-api-key", value.clone()), ("x-api-key", other.clone())],
+            "x-api-key and basic" => vec![("x-api-key", value.clone()), ("authorization", b"Basic dXNlcjpwdw==".to_vec())],
+            _ => vec![("authorization", [b"bearer ".as_slice(), &value].concat())],
+        };
+        for (name, v) in values {
+            let Ok(v) = http::HeaderValue::from_bytes(&v) else { return Ok(()) };
+            builder = builder.header(name, v);
+        }
+        let (parts, ()) = builder.body(()).unwrap().into_parts();
+        prop_assert_eq!(outcome(auth.authenticate(&parts)), reference(&parts), "{:?}", String::from_utf8_lossy(&value));
+    });
+}

@@ -16,7 +16,7 @@ use super::{Attempt, Authenticator};
 use crate::error::{Error, ErrorKind};
 use crate::extract::{mark_sensitive, query_present, strip_all};
 use crate::principal::Principal;
-use crate::response::{Responder, reject};
+use crate::response::{Responder, is_grpc, respond};
 
 /// Authenticates every request and puts the [`Principal`] into its extensions.
 ///
@@ -147,12 +147,11 @@ impl<A, R> Shared<A, R> {
             scheme = error.scheme().map(|s| s.as_str()),
             "request rejected by authentication"
         );
-        Verdict::Reject(reject(
-            &*self.responder,
-            error,
-            &self.challenges,
-            &parts.headers,
-        ))
+        let grpc = is_grpc(&parts.headers);
+        // The request is refused: free it before the response is allocated (see `respond`).
+        drop(parts);
+        drop(body);
+        Verdict::Reject(respond(&*self.responder, error, &self.challenges, grpc))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The API key authenticator.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -17,7 +18,7 @@ use super::{KeyRecord, KeyStore, KeyStoreWrite, LAST_USE_INTERVAL_SECS, Lookup};
 use crate::authn::{Attempt, Authenticator, DEFAULT_TIMEOUT};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, Error, ErrorKind};
-use crate::extract::{CredentialExtractor, CredentialSource};
+use crate::extract::{CredentialExtractor, CredentialSource, Deferred, is_b64token};
 use crate::principal::Principal;
 use crate::response::Scheme;
 
@@ -215,18 +216,41 @@ where
     fn authenticate(&self, request: &Parts) -> Attempt<Self::Future> {
         let found = self
             .extractor
-            .extract_matching(request, |value| self.format.recognises(value));
-        let credential = match found {
-            Err(error) => return Attempt::Rejected(error),
-            Ok(None) => return Attempt::NoCredential,
-            Ok(Some(credential)) => credential,
+            .extract_deferred(request, |value| self.format.recognises_bytes(value));
+        let (value, scheme) = match found {
+            Deferred::Absent => return Attempt::NoCredential,
+            Deferred::Mine { value, scheme } => (value, scheme),
+            Deferred::Full => {
+                let found = self
+                    .extractor
+                    .extract_matching(request, |value| self.format.recognises(value));
+                match found {
+                    Err(error) => return Attempt::Rejected(error),
+                    Ok(None) => return Attempt::NoCredential,
+                    Ok(Some(credential)) => {
+                        let scheme = credential.scheme();
+                        let value = match credential.into_value() {
+                            Cow::Borrowed(value) => Cow::Borrowed(value.as_bytes()),
+                            Cow::Owned(value) => Cow::Owned(value.into_bytes()),
+                        };
+                        (value, scheme)
+                    }
+                }
+            }
         };
-        let scheme = credential.scheme();
-        let parsed = match self.format.parse(credential.value()) {
+        let parsed = match self.format.parse_bytes(&value) {
             Ok(parsed) => parsed,
+            // Every byte of a key that fails only its checksum is a letter, a digit or `_`:
+            // a `b64token`, as the extractor requires.
             Err(KeyParseError::Checksum) => {
                 return Attempt::Rejected(
                     Error::new(ErrorKind::ChecksumMismatch).with_scheme(scheme),
+                );
+            }
+            // The syntax check the extractor left to the key's own grammar.
+            Err(_) if !is_b64token(&value) => {
+                return Attempt::Rejected(
+                    Error::new(ErrorKind::MalformedCredential).with_scheme(scheme),
                 );
             }
             Err(_) => {

@@ -124,9 +124,17 @@ impl KeyFormat {
     /// be malformed).
     #[must_use]
     pub fn recognises(&self, key: &str) -> bool {
-        key.len() > self.prefix.len()
-            && key.as_bytes()[self.prefix.len()] == b'_'
-            && key.starts_with(&*self.prefix)
+        self.recognises_bytes(key.as_bytes())
+    }
+
+    #[inline]
+    pub(crate) fn recognises_bytes(&self, key: &[u8]) -> bool {
+        let prefix = self.prefix.as_bytes();
+        key.get(prefix.len()) == Some(&b'_')
+            && key
+                .iter()
+                .zip(prefix)
+                .fold(true, |same, (a, b)| same & (a == b))
     }
 
     /// Parses and checks a key.
@@ -137,30 +145,43 @@ impl KeyFormat {
     /// credential as absent); [`KeyParseError::Malformed`] for a wrong length or character;
     /// [`KeyParseError::Checksum`] when the checksum does not match.
     pub fn parse<'k>(&self, key: &'k str) -> Result<ParsedKey<'k>, KeyParseError> {
-        if !self.recognises(key) {
+        self.parse_bytes(key.as_bytes())
+    }
+
+    /// [`parse`](Self::parse) on bytes as they came (a key that parses is ASCII). Every byte
+    /// of a key that passes, or fails only its checksum, is a letter, a digit or `_`.
+    pub(crate) fn parse_bytes<'k>(&self, key: &'k [u8]) -> Result<ParsedKey<'k>, KeyParseError> {
+        if !self.recognises_bytes(key) {
             return Err(KeyParseError::NotThisFormat);
-        }
-        if key.len() != self.key_len() {
-            return Err(KeyParseError::Malformed);
-        }
-        let rest = &key.as_bytes()[self.prefix.len() + 1..];
-        let (id, rest) = rest.split_at(ID_LEN);
-        let (sep, rest) = rest.split_at(1);
-        let (secret, check) = rest.split_at(SECRET_LEN);
-        // Non-short-circuiting `&`: every byte is looked at whatever the input, in one pass each.
-        if (sep != b"_") | !all_base62(id) | !all_base62(secret) | !all_base62(check) {
-            return Err(KeyParseError::Malformed);
-        }
-        let body_len = key.len() - CHECKSUM_LEN;
-        if !checksum_matches(&key.as_bytes()[..body_len], check) {
-            return Err(KeyParseError::Checksum);
         }
         let id_start = self.prefix.len() + 1;
         let secret_start = id_start + ID_LEN + 1;
-        Ok(ParsedKey {
-            id: &key[id_start..id_start + ID_LEN],
-            secret: &key[secret_start..secret_start + SECRET_LEN],
-        })
+        let body_len = secret_start + SECRET_LEN;
+        let (Some(id), Some(sep), Some(secret), Some(check)) = (
+            key.get(id_start..id_start + ID_LEN),
+            key.get(id_start + ID_LEN),
+            key.get(secret_start..body_len),
+            key.get(body_len..),
+        ) else {
+            return Err(KeyParseError::Malformed);
+        };
+        // Non-short-circuiting `&`: every byte is looked at whatever the input, in one pass each.
+        if (check.len() != CHECKSUM_LEN)
+            | (*sep != b'_')
+            | !all_base62(id)
+            | !all_base62(secret)
+            | !all_base62(check)
+        {
+            return Err(KeyParseError::Malformed);
+        }
+        if !checksum_matches(key.get(..body_len).unwrap_or_default(), check) {
+            return Err(KeyParseError::Checksum);
+        }
+        // Base62, so ASCII: these conversions cannot fail.
+        match (std::str::from_utf8(id), std::str::from_utf8(secret)) {
+            (Ok(id), Ok(secret)) => Ok(ParsedKey { id, secret }),
+            _ => Err(KeyParseError::Malformed),
+        }
     }
 
     /// Assembles a key from its id and secret (both base62, of the right lengths), adding the
