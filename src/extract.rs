@@ -236,13 +236,12 @@ impl CredentialSource {
         let fail = |kind| Err(Error::new(kind).with_scheme(self.scheme));
         let found: Cow<'a, [u8]> = match &self.location {
             Location::Authorization => {
-                let mut values = parts.headers.get_all(AUTHORIZATION).iter();
-                let Some(first) = values.next() else {
+                let (Some(first), repeated) = first_value(&parts.headers, &AUTHORIZATION) else {
                     return Ok(None);
                 };
                 let Some(token) = strip_scheme(first.as_bytes(), self.scheme.as_str()) else {
                     // Another scheme: not ours (unless the header is also repeated).
-                    return if values.next().is_some()
+                    return if repeated
                         && parts
                             .headers
                             .get_all(AUTHORIZATION)
@@ -254,17 +253,16 @@ impl CredentialSource {
                         Ok(None)
                     };
                 };
-                if values.next().is_some() {
+                if repeated {
                     return fail(ErrorKind::DuplicateCredential);
                 }
                 Cow::Borrowed(token)
             }
             Location::Header(name) => {
-                let mut values = parts.headers.get_all(name).iter();
-                let Some(first) = values.next() else {
+                let (Some(first), repeated) = first_value(&parts.headers, name) else {
                     return Ok(None);
                 };
-                if values.next().is_some() {
+                if repeated {
                     return fail(ErrorKind::DuplicateCredential);
                 }
                 Cow::Borrowed(first.as_bytes())
@@ -401,6 +399,37 @@ impl fmt::Debug for CredentialSource {
             Location::Cookie(name) => write!(f, "Cookie({name})"),
         }
     }
+}
+
+/// Maps of up to this many field values are scanned rather than probed by hash.
+const SCAN_HEADERS: usize = 8;
+
+/// The first value of the field `name`, and whether it has another.
+///
+/// A request with few fields (an API client's usual handful) is scanned: comparing each
+/// field's name costs less than hashing `name` (a custom name is hashed byte by byte) and
+/// probing. Larger maps are probed, so the cost never grows with the number of fields beyond
+/// the first few.
+#[inline]
+pub(crate) fn first_value<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> (Option<&'a HeaderValue>, bool) {
+    if headers.len() <= SCAN_HEADERS {
+        let mut first = None;
+        for (field, value) in headers {
+            if field == name {
+                if first.is_some() {
+                    return (first, true);
+                }
+                first = Some(value);
+            }
+        }
+        return (first, false);
+    }
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    (first, first.is_some() && values.next().is_some())
 }
 
 /// `Authorization: <scheme> 1*SP <rest>`, scheme matched case-insensitively.

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub, missing_debug_implementations, rust_2018_idioms)]
 
+mod bytes_eq;
 mod macros;
 
 pub mod authn;

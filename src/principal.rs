@@ -33,6 +33,8 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value};
 
+use crate::bytes_eq::same_bytes;
+
 /// What kind of credential established a [`Principal`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -533,28 +535,6 @@ impl SmallSpans {
 
 /// Gathers the lowest bit of each byte into the top byte (byte `k`'s bit to bit `56 + k`).
 const GATHER: u64 = 0x0102_0408_1020_4080;
-
-/// `a == b` for slices of equal length, without a `memcmp` call for short ones (most names):
-/// two overlapping word loads per side.
-#[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    fn word<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
-        let mut w = [0u8; N];
-        if let Some(src) = bytes.get(at..at + N) {
-            w.copy_from_slice(src);
-        }
-        w
-    }
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    match n {
-        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
-        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
-        _ => a == b,
-    }
-}
 
 /// A name prepared for repeated lookups: its hash computed once (the authorization layers
 /// prepare the names they require when they are built).
@@ -1094,16 +1074,6 @@ mod tests {
 
     #[test]
     fn lookups_compare_every_byte_at_every_length() {
-        for n in 0..40 {
-            let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
-            assert!(same_bytes(&a, &a.clone()), "{n}");
-            assert!(!same_bytes(&a, &[a.as_slice(), b"x"].concat()), "{n}");
-            for at in 0..n {
-                let mut b = a.clone();
-                b[at] ^= 0x01;
-                assert!(!same_bytes(&a, &b), "{n} {at}");
-            }
-        }
         // Long names, and names whose tags coincide: their spans and bytes decide.
         let lengths = [1, 7, 8, 16, 17, 254, 255, 256, 257, 300];
         assert_eq!(tag(&[b'n'; 1]), tag(&[b'n'; 257]));

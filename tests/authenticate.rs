@@ -1414,3 +1414,75 @@ async fn a_response_future_polled_after_it_finished_stays_pending() {
         assert!(poll_once(&mut fut).is_pending());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A refused request's maps become its response's: nothing of the request may stay in them.
+// ---------------------------------------------------------------------------------------------
+
+/// An extension a layer in front of authentication might have put into the request.
+#[derive(Clone, Debug)]
+struct FromTheRequest;
+
+#[tokio::test]
+async fn a_refused_request_leaves_no_header_or_extension_in_its_response() {
+    async fn never(_: Request<Body>) -> Result<Response<Body>, std::convert::Infallible> {
+        panic!("a refused request never reaches the inner service")
+    }
+    let request = |grpc: bool, extra_headers: usize| {
+        let mut builder = get_req("/me")
+            .header(AUTHORIZATION, bearer_header(UNKNOWN))
+            .header(COOKIE, "session=hunter2-session-secret")
+            .header("x-request-secret", "hunter2-header-secret");
+        for i in 0..extra_headers {
+            builder = builder.header(format!("x-filler-{i}"), "filler");
+        }
+        if grpc {
+            builder = builder.header(CONTENT_TYPE, "application/grpc");
+        }
+        let mut req = builder.body(Body::empty()).unwrap();
+        req.extensions_mut().insert(FromTheRequest);
+        req
+    };
+    let expected_headers = |grpc: bool, problem: bool| -> Vec<&'static str> {
+        match (grpc, problem) {
+            (true, _) => vec!["content-type", "grpc-message", "grpc-status"],
+            (false, false) => vec!["www-authenticate"],
+            (false, true) => vec!["content-type", "www-authenticate"],
+        }
+    };
+    // Few headers (scanned) and many (probed by hash); HTTP and gRPC; both built-in responders.
+    for extra_headers in [0, 20] {
+        for grpc in [false, true] {
+            for problem in [false, true] {
+                let res: Response<Body> = if problem {
+                    let layer = AuthenticateLayer::new(bearer()).responder(ProblemJson);
+                    send(
+                        tower::Layer::layer(&layer, tower::service_fn(never)),
+                        request(grpc, extra_headers),
+                    )
+                    .await
+                } else {
+                    let layer = AuthenticateLayer::new(bearer());
+                    send(
+                        tower::Layer::layer(&layer, tower::service_fn(never)),
+                        request(grpc, extra_headers),
+                    )
+                    .await
+                };
+                let case = format!("grpc={grpc} problem={problem} extra={extra_headers}");
+                let mut names: Vec<&str> = res.headers().keys().map(|n| n.as_str()).collect();
+                names.sort_unstable();
+                assert_eq!(names, expected_headers(grpc, problem), "{case}");
+                let dump = format!("{:?}", res.headers());
+                assert!(!dump.contains("hunter2"), "{case}: {dump}");
+                assert!(res.extensions().get::<FromTheRequest>().is_none(), "{case}");
+                assert_eq!(res.extensions().len(), 1, "{case}: only the error");
+                assert_eq!(
+                    error_kind(&res),
+                    Some(ErrorKind::UnknownCredential),
+                    "{case}"
+                );
+            }
+        }
+    }
+}

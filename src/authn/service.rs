@@ -16,7 +16,7 @@ use super::{Attempt, Authenticator};
 use crate::error::{Error, ErrorKind};
 use crate::extract::{mark_sensitive, query_present, strip_all};
 use crate::principal::Principal;
-use crate::response::{Responder, is_grpc, respond};
+use crate::response::{Recycled, Responder, is_grpc, respond};
 
 /// Authenticates every request and puts the [`Principal`] into its extensions.
 ///
@@ -118,7 +118,7 @@ impl<A, R> Shared<A, R> {
     /// Verification failed: reject, or (dangerous mode) continue as anonymous.
     pub(crate) fn refuse<B, ResBody>(
         &self,
-        parts: Parts,
+        mut parts: Parts,
         body: B,
         mut error: Error,
     ) -> Verdict<B, ResBody>
@@ -148,10 +148,17 @@ impl<A, R> Shared<A, R> {
             "request rejected by authentication"
         );
         let grpc = is_grpc(&parts.headers);
-        // The request is refused: free it before the response is allocated (see `respond`).
+        // The request is refused: its maps, emptied, become the response's (see `respond`).
+        let recycled = Recycled::take(&mut parts);
         drop(parts);
         drop(body);
-        Verdict::Reject(respond(&*self.responder, error, &self.challenges, grpc))
+        Verdict::Reject(respond(
+            &*self.responder,
+            error,
+            &self.challenges,
+            grpc,
+            recycled,
+        ))
     }
 }
 

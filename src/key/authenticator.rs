@@ -238,7 +238,8 @@ where
                 }
             }
         };
-        let parsed = match self.format.parse_bytes(&value) {
+        // Recognised by the extractor's `is_mine` on either path.
+        let parsed = match self.format.parse_recognised(&value) {
             Ok(parsed) => parsed,
             // Every byte of a key that fails only its checksum is a letter, a digit or `_`:
             // a `b64token`, as the extractor requires.

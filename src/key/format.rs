@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::bytes_eq::same_bytes;
 use crate::error::ConfigError;
 
 /// Length of the public id, in base62 characters (about 71 bits).
@@ -82,7 +83,8 @@ fn checksum_matches(body: &[u8], given: &[u8]) -> bool {
 ///   error of up to 32 bits) rejects typos and random garbage before any store lookup.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyFormat {
-    prefix: Box<str>,
+    /// The prefix and its `_`: what every key of this format starts with.
+    marker: Box<[u8]>,
 }
 
 impl KeyFormat {
@@ -104,20 +106,24 @@ impl KeyFormat {
             )));
         }
         Ok(Self {
-            prefix: prefix.into(),
+            marker: format!("{prefix}_").into_bytes().into_boxed_slice(),
         })
     }
 
     /// The prefix.
     #[must_use]
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        // The marker is the prefix (ASCII, checked by `new`) and `_`.
+        self.marker
+            .split_last()
+            .and_then(|(_, prefix)| std::str::from_utf8(prefix).ok())
+            .unwrap_or("")
     }
 
     /// The exact length of every key of this format.
     #[must_use]
     pub fn key_len(&self) -> usize {
-        self.prefix.len() + 1 + ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN
+        self.marker.len() + ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN
     }
 
     /// `true` when `key` starts with `<prefix>_`: the key is of this format's kind (it may still
@@ -129,12 +135,8 @@ impl KeyFormat {
 
     #[inline]
     pub(crate) fn recognises_bytes(&self, key: &[u8]) -> bool {
-        let prefix = self.prefix.as_bytes();
-        key.get(prefix.len()) == Some(&b'_')
-            && key
-                .iter()
-                .zip(prefix)
-                .fold(true, |same, (a, b)| same & (a == b))
+        key.get(..self.marker.len())
+            .is_some_and(|start| same_bytes(start, &self.marker))
     }
 
     /// Parses and checks a key.
@@ -154,7 +156,15 @@ impl KeyFormat {
         if !self.recognises_bytes(key) {
             return Err(KeyParseError::NotThisFormat);
         }
-        let id_start = self.prefix.len() + 1;
+        self.parse_recognised(key)
+    }
+
+    /// [`parse_bytes`](Self::parse_bytes) for a key already [recognised](Self::recognises).
+    pub(crate) fn parse_recognised<'k>(
+        &self,
+        key: &'k [u8],
+    ) -> Result<ParsedKey<'k>, KeyParseError> {
+        let id_start = self.marker.len();
         let secret_start = id_start + ID_LEN + 1;
         let body_len = secret_start + SECRET_LEN;
         let (Some(id), Some(sep), Some(secret), Some(check)) = (
@@ -188,7 +198,7 @@ impl KeyFormat {
     /// checksum.
     pub(crate) fn assemble(&self, id: &[u8; ID_LEN], secret: &[u8; SECRET_LEN]) -> String {
         let mut key = String::with_capacity(self.key_len());
-        key.push_str(&self.prefix);
+        key.push_str(self.prefix());
         key.push('_');
         key.extend(id.iter().map(|&b| b as char));
         key.push('_');
@@ -202,7 +212,7 @@ impl KeyFormat {
 impl fmt::Debug for KeyFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyFormat")
-            .field("prefix", &self.prefix)
+            .field("prefix", &self.prefix())
             .finish()
     }
 }
