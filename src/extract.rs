@@ -40,6 +40,7 @@ use http::header::{AUTHORIZATION, COOKIE, Entry, HeaderMap, HeaderName, HeaderVa
 use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 
+use crate::bytes_eq::same_bytes;
 use crate::error::{ConfigError, Error, ErrorKind};
 use crate::response::Scheme;
 
@@ -418,7 +419,7 @@ pub(crate) fn first_value<'a>(
     if headers.len() <= SCAN_HEADERS {
         let mut first = None;
         for (field, value) in headers {
-            if field == name {
+            if same_bytes(field.as_str().as_bytes(), name.as_str().as_bytes()) {
                 if first.is_some() {
                     return (first, true);
                 }

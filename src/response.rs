@@ -119,9 +119,50 @@ struct ChallengesInner {
     realm: Box<str>,
     describe: bool,
     schemes: Box<[Scheme]>,
-    plain: Box<[HeaderValue]>,
-    invalid_request: Box<[HeaderValue]>,
-    invalid_token: Box<[HeaderValue]>,
+    plain: Box<[Challenge]>,
+    invalid_request: Box<[Challenge]>,
+    invalid_token: Box<[Challenge]>,
+}
+
+/// One `WWW-Authenticate` value: one of the default realm's, made from a constant at each use,
+/// or one built for this configuration and cloned.
+///
+/// A constant costs a few stores. A clone of a header value calls through its buffer's vtable
+/// (and, for a value built at run time, bumps a reference count every core shares), and
+/// reading back what that call wrote stalls the copy that follows.
+#[derive(Clone)]
+enum Challenge {
+    Known(u8),
+    Built(HeaderValue),
+}
+
+impl Challenge {
+    #[inline]
+    fn value(&self) -> HeaderValue {
+        match self {
+            Self::Known(i) => known_challenge(*i),
+            Self::Built(value) => value.clone(),
+        }
+    }
+}
+
+/// The challenges of the default realm (`KNOWN_CHALLENGES`), as constants.
+#[inline]
+fn known_challenge(i: u8) -> HeaderValue {
+    const BEARER: HeaderValue = HeaderValue::from_static(KNOWN_CHALLENGES[0]);
+    const BEARER_INVALID_REQUEST: HeaderValue = HeaderValue::from_static(KNOWN_CHALLENGES[1]);
+    const BEARER_INVALID_TOKEN: HeaderValue = HeaderValue::from_static(KNOWN_CHALLENGES[2]);
+    const API_KEY: HeaderValue = HeaderValue::from_static(KNOWN_CHALLENGES[3]);
+    const API_KEY_INVALID_REQUEST: HeaderValue = HeaderValue::from_static(KNOWN_CHALLENGES[4]);
+    const API_KEY_INVALID_TOKEN: HeaderValue = HeaderValue::from_static(KNOWN_CHALLENGES[5]);
+    match i {
+        0 => BEARER,
+        1 => BEARER_INVALID_REQUEST,
+        2 => BEARER_INVALID_TOKEN,
+        3 => API_KEY,
+        4 => API_KEY_INVALID_REQUEST,
+        _ => API_KEY_INVALID_TOKEN,
+    }
 }
 
 /// `Bearer realm="api"`, spelled out so that building it cannot fail (a test checks it equals
@@ -131,20 +172,14 @@ static DEFAULT_CHALLENGES: LazyLock<Challenges> = LazyLock::new(|| Challenges {
         realm: "api".into(),
         describe: false,
         schemes: Box::new([Scheme::BEARER]),
-        plain: Box::new([HeaderValue::from_static("Bearer realm=\"api\"")]),
-        invalid_request: Box::new([HeaderValue::from_static(
-            "Bearer realm=\"api\", error=\"invalid_request\"",
-        )]),
-        invalid_token: Box::new([HeaderValue::from_static(
-            "Bearer realm=\"api\", error=\"invalid_token\"",
-        )]),
+        plain: Box::new([Challenge::Known(0)]),
+        invalid_request: Box::new([Challenge::Known(1)]),
+        invalid_token: Box::new([Challenge::Known(2)]),
     }),
 });
 
-/// The challenges of the default realm, as static strings: a header value built from one is
-/// copied by a clone, where a value built at run time shares one reference count that every
-/// rejection, on every core, increments and decrements.
-static STATIC_CHALLENGES: [&str; 6] = [
+/// The challenges of the default realm: made from constants at each use (see [`Challenge`]).
+const KNOWN_CHALLENGES: [&str; 6] = [
     "Bearer realm=\"api\"",
     "Bearer realm=\"api\", error=\"invalid_request\"",
     "Bearer realm=\"api\", error=\"invalid_token\"",
@@ -153,11 +188,11 @@ static STATIC_CHALLENGES: [&str; 6] = [
     "ApiKey realm=\"api\", error=\"invalid_token\"",
 ];
 
-fn static_challenge(value: &str) -> Option<&'static str> {
-    STATIC_CHALLENGES
+fn known_index(value: &str) -> Option<u8> {
+    KNOWN_CHALLENGES
         .iter()
-        .copied()
-        .find(|known| *known == value)
+        .position(|known| *known == value)
+        .and_then(|i| u8::try_from(i).ok())
 }
 
 impl Challenges {
@@ -196,9 +231,10 @@ impl Challenges {
                     let _ = write!(v, ", error_description=\"{}\"", description(error));
                 }
             }
-            match static_challenge(&v) {
-                Some(known) => Ok(HeaderValue::from_static(known)),
+            match known_index(&v) {
+                Some(known) => Ok(Challenge::Known(known)),
                 None => HeaderValue::from_str(&v)
+                    .map(Challenge::Built)
                     .map_err(|_| ConfigError::new("challenge is not a valid header value")),
             }
         };
@@ -268,7 +304,7 @@ impl Challenges {
                         Some(values) if i == failed => &values[i],
                         _ => plain,
                     };
-                    headers.append(WWW_AUTHENTICATE, v.clone());
+                    headers.append(WWW_AUTHENTICATE, v.value());
                 }
             }
             (_, Some(BearerError::InsufficientScope)) => {

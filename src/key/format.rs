@@ -49,14 +49,17 @@ pub(crate) fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
     out
 }
 
-fn checksum_matches(body: &[u8], given: &[u8]) -> bool {
+/// `true` when `given` (base62, checked by the caller) is the CRC-32 of the marker (whose CRC
+/// is `marker_crc`) followed by `rest`.
+fn checksum_matches(marker_crc: u32, rest: &[u8], given: &[u8]) -> bool {
     // The checksum is public information (it is computed from the key itself), so a plain
     // comparison leaks nothing; it exists to catch typos before any lookup.
-    // `given` is base62 already (checked by the caller).
     let value = given.iter().fold(0u64, |value, &b| {
         value * 62 + u64::from(BASE62_VALUE[usize::from(b)])
     });
-    value == u64::from(crc32fast::hash(body))
+    let mut crc = crc32fast::Hasher::new_with_initial(marker_crc);
+    crc.update(rest);
+    value == u64::from(crc.finalize())
 }
 
 /// The API key format, with its prefix.
@@ -85,6 +88,8 @@ fn checksum_matches(body: &[u8], given: &[u8]) -> bool {
 pub struct KeyFormat {
     /// The prefix and its `_`: what every key of this format starts with.
     marker: Box<[u8]>,
+    /// The CRC-32 of `marker`, from which each key's checksum resumes.
+    marker_crc: u32,
 }
 
 impl KeyFormat {
@@ -105,8 +110,10 @@ impl KeyFormat {
                 "API key prefix {prefix:?} must be 1-32 ASCII letters, digits or '_', starting with a letter"
             )));
         }
+        let marker = format!("{prefix}_").into_bytes().into_boxed_slice();
         Ok(Self {
-            marker: format!("{prefix}_").into_bytes().into_boxed_slice(),
+            marker_crc: crc32fast::hash(&marker),
+            marker,
         })
     }
 
@@ -184,7 +191,8 @@ impl KeyFormat {
         {
             return Err(KeyParseError::Malformed);
         }
-        if !checksum_matches(key.get(..body_len).unwrap_or_default(), check) {
+        let rest = key.get(id_start..body_len).unwrap_or_default();
+        if !checksum_matches(self.marker_crc, rest, check) {
             return Err(KeyParseError::Checksum);
         }
         // Base62, so ASCII: these conversions cannot fail.
