@@ -36,7 +36,7 @@ use bytes::Bytes;
 use http::header::{
     CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
 };
-use http::{Extensions, Response, StatusCode};
+use http::{Response, StatusCode};
 
 use crate::error::{BearerError, ConfigError, Error, ErrorKind};
 
@@ -383,40 +383,18 @@ pub struct Rejection<'a> {
     error: &'a Error,
     challenges: &'a Challenges,
     grpc: bool,
-    recycled: RecycledHeaders,
+    recycled: Option<&'a RecycledHeaders>,
 }
 
 /// The refused request's header map, emptied, for the response's headers: its allocations are
 /// reused rather than freed and made again. Taken by the first response built from the
 /// rejection.
-#[derive(Default)]
-struct RecycledHeaders(Cell<Option<HeaderMap>>);
+pub(crate) struct RecycledHeaders(Cell<Option<HeaderMap>>);
 
 impl fmt::Debug for RecycledHeaders {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Emptied before it gets here; nothing of the request to show.
         f.write_str("RecycledHeaders")
-    }
-}
-
-/// A refused request's header and extension maps, emptied, for its response to reuse.
-pub(crate) struct Recycled {
-    headers: HeaderMap,
-    extensions: Extensions,
-}
-
-impl Recycled {
-    /// Empties `parts`' maps (dropping every header and extension of the refused request) and
-    /// keeps their allocations.
-    pub(crate) fn take(parts: &mut http::request::Parts) -> Self {
-        let mut headers = std::mem::take(&mut parts.headers);
-        headers.clear();
-        let mut extensions = std::mem::take(&mut parts.extensions);
-        extensions.clear();
-        Self {
-            headers,
-            extensions,
-        }
     }
 }
 
@@ -429,15 +407,16 @@ impl<'a> Rejection<'a> {
             error,
             challenges,
             grpc: is_grpc(request_headers),
-            recycled: RecycledHeaders::default(),
+            recycled: None,
         }
     }
 
     /// A response with `body` and no headers yet, in the refused request's header map when the
     /// layer handed it over.
+    #[inline]
     fn response<B>(&self, body: B) -> Response<B> {
         let mut res = Response::new(body);
-        if let Some(headers) = self.recycled.0.take() {
+        if let Some(headers) = self.recycled.and_then(|r| r.0.take()) {
             *res.headers_mut() = headers;
         }
         res
@@ -484,6 +463,7 @@ impl<'a> Rejection<'a> {
 
     /// A complete HTTP answer with an empty body.
     #[must_use]
+    #[inline]
     pub fn http_response<B: Default>(&self) -> Response<B> {
         let mut res = self.response(B::default());
         *res.status_mut() = self.status();
@@ -606,6 +586,7 @@ pub trait Responder<B>: Send + Sync + 'static {
 pub struct DefaultResponder;
 
 impl<B: Default> Responder<B> for DefaultResponder {
+    #[inline]
     fn respond(&self, rejection: &Rejection<'_>) -> Response<B> {
         if rejection.is_grpc() {
             rejection.grpc_response()
@@ -686,29 +667,34 @@ where
     res
 }
 
-/// [`reject`] for a request already taken apart: whether it was gRPC, and its emptied maps,
-/// which the response reuses (the built-in responders build in the header map, and the error
-/// goes into the extension map unless the responder set extensions of its own). A refused
+/// [`reject`] for a request taken apart, whose maps the response reuses: the built-in
+/// responders build in its header map, and the error goes into its extension map unless the
+/// responder set extensions of its own. Both maps are emptied first (every header and extension
+/// of the request is dropped), so nothing of the request reaches the response. A refused
 /// request then costs no allocation for either map, where freeing its maps and allocating the
 /// response's would cost up to five.
+#[inline]
 pub(crate) fn respond<B, R>(
     responder: &R,
     error: Error,
     challenges: &Challenges,
-    grpc: bool,
-    recycled: Recycled,
+    request: &mut http::request::Parts,
 ) -> Response<B>
 where
     R: Responder<B> + ?Sized,
 {
+    let grpc = is_grpc(&request.headers);
+    request.headers.clear();
+    let headers = RecycledHeaders(Cell::new(Some(std::mem::take(&mut request.headers))));
     let mut res = responder.respond(&Rejection {
         error: &error,
         challenges,
         grpc,
-        recycled: RecycledHeaders(Cell::new(Some(recycled.headers))),
+        recycled: Some(&headers),
     });
     if res.extensions().is_empty() {
-        *res.extensions_mut() = recycled.extensions;
+        request.extensions.clear();
+        std::mem::swap(res.extensions_mut(), &mut request.extensions);
     }
     res.extensions_mut().insert(error);
     res

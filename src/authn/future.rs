@@ -165,10 +165,9 @@ where
                     }
                     return out;
                 }
+                // Taking the response leaves `None`: polled again, the future stays pending.
                 StateProj::Reject { res } => {
-                    let res = res.take();
-                    state.set(State::Done);
-                    return match res {
+                    return match res.take() {
                         Some(res) => Poll::Ready(Ok(res)),
                         None => Poll::Pending,
                     };

@@ -16,7 +16,7 @@ use super::{Attempt, Authenticator};
 use crate::error::{Error, ErrorKind};
 use crate::extract::{mark_sensitive, query_present, strip_all};
 use crate::principal::Principal;
-use crate::response::{Recycled, Responder, is_grpc, respond};
+use crate::response::{Responder, respond};
 
 /// Authenticates every request and puts the [`Principal`] into its extensions.
 ///
@@ -147,17 +147,16 @@ impl<A, R> Shared<A, R> {
             scheme = error.scheme().map(|s| s.as_str()),
             "request rejected by authentication"
         );
-        let grpc = is_grpc(&parts.headers);
-        // The request is refused: its maps, emptied, become the response's (see `respond`).
-        let recycled = Recycled::take(&mut parts);
-        drop(parts);
         drop(body);
+        // Freed now rather than after the response is built, so the response's allocations can
+        // take the memory just given back.
+        drop(std::mem::take(&mut parts.uri));
+        // The request is refused: its maps, emptied, become the response's (see `respond`).
         Verdict::Reject(respond(
             &*self.responder,
             error,
             &self.challenges,
-            grpc,
-            recycled,
+            &mut parts,
         ))
     }
 }

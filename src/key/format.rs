@@ -49,15 +49,16 @@ pub(crate) fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
     out
 }
 
-/// `true` when `given` (base62, checked by the caller) is the CRC-32 of the marker (whose CRC
-/// is `marker_crc`) followed by `rest`.
-fn checksum_matches(marker_crc: u32, rest: &[u8], given: &[u8]) -> bool {
+/// `true` when `given` (base62, checked by the caller) is the CRC-32 of the marker (whose
+/// state is `marker`) followed by `rest`.
+fn checksum_matches(marker: &crc32fast::Hasher, rest: &[u8], given: &[u8]) -> bool {
     // The checksum is public information (it is computed from the key itself), so a plain
     // comparison leaks nothing; it exists to catch typos before any lookup.
     let value = given.iter().fold(0u64, |value, &b| {
         value * 62 + u64::from(BASE62_VALUE[usize::from(b)])
     });
-    let mut crc = crc32fast::Hasher::new_with_initial(marker_crc);
+    // A clone: the hasher picked its implementation for this CPU once, when it was made.
+    let mut crc = marker.clone();
     crc.update(rest);
     value == u64::from(crc.finalize())
 }
@@ -84,13 +85,21 @@ fn checksum_matches(marker_crc: u32, rest: &[u8], given: &[u8]) -> bool {
 /// - The **secret** is stored only as a hash.
 /// - The **checksum** (CRC-32, which detects every change of a single character and every burst
 ///   error of up to 32 bits) rejects typos and random garbage before any store lookup.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct KeyFormat {
     /// The prefix and its `_`: what every key of this format starts with.
     marker: Box<[u8]>,
-    /// The CRC-32 of `marker`, from which each key's checksum resumes.
-    marker_crc: u32,
+    /// The CRC-32 state after `marker`, from which each key's checksum resumes.
+    marker_crc: crc32fast::Hasher,
 }
+
+impl PartialEq for KeyFormat {
+    fn eq(&self, other: &Self) -> bool {
+        self.marker == other.marker
+    }
+}
+
+impl Eq for KeyFormat {}
 
 impl KeyFormat {
     /// The format with `prefix`.
@@ -111,10 +120,9 @@ impl KeyFormat {
             )));
         }
         let marker = format!("{prefix}_").into_bytes().into_boxed_slice();
-        Ok(Self {
-            marker_crc: crc32fast::hash(&marker),
-            marker,
-        })
+        let mut marker_crc = crc32fast::Hasher::new();
+        marker_crc.update(&marker);
+        Ok(Self { marker, marker_crc })
     }
 
     /// The prefix.
@@ -192,7 +200,7 @@ impl KeyFormat {
             return Err(KeyParseError::Malformed);
         }
         let rest = key.get(id_start..body_len).unwrap_or_default();
-        if !checksum_matches(self.marker_crc, rest, check) {
+        if !checksum_matches(&self.marker_crc, rest, check) {
             return Err(KeyParseError::Checksum);
         }
         // Base62, so ASCII: these conversions cannot fail.
