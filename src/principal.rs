@@ -502,8 +502,7 @@ impl SmallSpans {
     }
 
     /// [`find`](Self::find) for a non-empty `name` whose tag is known: the slots with that tag
-    /// are found in two word operations, and only those are compared, length and last byte
-    /// (names of one family share a prefix, not a suffix), then bytes.
+    /// are found in two word operations, and only those are compared.
     #[inline(always)]
     fn find_tagged(&self, buf: &[u8], name: &[u8], tag: u8, limit: usize) -> bool {
         let splat = ONES * u64::from(tag);
@@ -519,9 +518,8 @@ impl SmallSpans {
         while candidates != 0 {
             let i = candidates.trailing_zeros() as usize;
             candidates &= candidates - 1;
+            // The tag matched: compare the bytes (lengths first).
             if let Some((start, end)) = self.span(i)
-                && end.wrapping_sub(start) == name.len()
-                && buf.get(end.wrapping_sub(1)) == name.last()
                 && buf
                     .get(start..end)
                     .is_some_and(|kept| same_bytes(kept, name))
