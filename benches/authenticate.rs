@@ -6,8 +6,8 @@
 //! `allow_fixed_principal` runs an authenticator that reads nothing and always answers the same
 //! `Principal`, so `allow_fixed_principal - bare` is the layer's cost alone, without credential
 //! extraction and comparison.
-//! Requests are built outside the timed routine (`iter_batched`), and responses are dropped
-//! outside it too.
+//! Requests are built outside the timed routine (`iter_batched`, in batches of 64), and
+//! responses are dropped outside it too.
 //!
 //! The services never wait, so each future is polled once with a no-op waker: no executor cost
 //! in any row.
