@@ -321,8 +321,8 @@ impl fmt::Debug for PrincipalBuilder {
 /// An immutable set of names (scopes or roles): one string buffer and the names' spans in it,
 /// in the order they were given.
 ///
-/// Up to 16 names (a typical token) in up to 64 KiB live inline: building costs one allocation
-/// (the buffer) and one pass over it. Each name also gets a one-byte tag of its length and last
+/// Up to 16 names (a typical token; repeats count) in up to 65,535 bytes live inline: building
+/// costs one allocation (the buffer) and one pass over it. Each name also gets a one-byte tag of its length and last
 /// byte, so a check picks the names worth comparing among all 16 in two word operations and
 /// compares bytes only for those. Larger sets also get an index by a 64-bit hash of each name,
 /// so a check is a binary search over the hashes and one byte comparison to confirm: no check
@@ -592,17 +592,14 @@ fn name_hash(bytes: &[u8]) -> u64 {
 /// Calls `f` with the index of every space in `bytes`, in order: eight bytes per step, with
 /// the exact zero-byte test (no false positives) on the word XOR eight spaces.
 fn for_each_space(bytes: &[u8], mut f: impl FnMut(usize)) {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     const SPACES: u64 = 0x2020_2020_2020_2020;
     let mut chunks = bytes.chunks_exact(8);
     let mut base = 0;
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ SPACES;
-        // High bit set exactly in the bytes of `x` that are zero, i.e. the spaces.
-        let mut found = !(((x & LOW7) + LOW7) | x) & HIGH;
+        // The spaces are the zero bytes of the word XOR eight spaces.
+        let mut found = zero_bytes(u64::from_le_bytes(word) ^ SPACES);
         while found != 0 {
             f(base + (found.trailing_zeros() / 8) as usize);
             found &= found - 1;
@@ -652,7 +649,8 @@ impl NameSet {
         Self::index(list.into(), spans)
     }
 
-    /// Indexes `spans` of `buf`: inline when few, else by hash; later duplicates dropped.
+    /// Indexes `spans` of `buf`: inline when few (duplicates kept, skipped when read), else by
+    /// hash (later duplicates dropped).
     fn index(buf: Box<str>, spans: Vec<(u32, u32)>) -> Self {
         if spans.len() <= SMALL && buf.len() <= SMALL_BUF {
             let mut small = SmallSpans::new();
@@ -759,8 +757,8 @@ impl NameSet {
         small.find(self.buf.as_bytes(), self.name_at(i).as_bytes(), i)
     }
 
-    /// `true` when `name` is in the set: the names of its length found in one step among up
-    /// to 16, or `O(log n)` in larger sets.
+    /// `true` when `name` is in the set: among up to 16 names, those with its tag (length and
+    /// last byte) found in one step and compared; `O(log n)` in larger sets.
     #[must_use]
     pub fn contains(&self, name: &str) -> bool {
         match &self.index {
@@ -881,17 +879,21 @@ impl<S: AsRef<str>> FromIterator<S> for NameSet {
         // length is known, so that a small set costs one exact allocation: the buffer.
         let mut head: [Option<S>; SMALL] = std::array::from_fn(|_| None);
         let mut total = 0usize;
-        let mut more = true;
         for slot in &mut head {
             let Some(name) = iter.next() else {
-                more = false;
                 break;
             };
             total = total.saturating_add(name.as_ref().len());
             *slot = Some(name);
         }
+        // A 17th name (or `None`, and then the iterator is not asked again).
+        let next = if head[SMALL - 1].is_some() {
+            iter.next()
+        } else {
+            None
+        };
         let head = head.iter().map_while(Option::as_ref).map(AsRef::as_ref);
-        if !more && total <= SMALL_BUF {
+        if next.is_none() && total <= SMALL_BUF {
             let mut buf = String::with_capacity(total);
             let mut small = SmallSpans::new();
             for name in head.filter(|name| !name.is_empty()) {
@@ -905,21 +907,32 @@ impl<S: AsRef<str>> FromIterator<S> for NameSet {
                 index: Index::Small(small),
             };
         }
-        let rest: Vec<S> = if more { iter.collect() } else { Vec::new() };
         let mut buf = String::new();
-        let mut spans: Vec<(u32, u32)> = Vec::with_capacity(SMALL + rest.len());
-        for name in head.chain(rest.iter().map(AsRef::as_ref)) {
+        let mut spans: Vec<(u32, u32)> = Vec::with_capacity(SMALL + 1 + iter.size_hint().0);
+        let mut add = |name: &str| {
             if name.is_empty() {
-                continue;
+                return true;
             }
             let start = buf.len();
             let end = start + name.len();
             // Past 4 GiB of names the rest is dropped rather than mis-indexed.
             let (Ok(s), Ok(e)) = (u32::try_from(start), u32::try_from(end)) else {
-                break;
+                return false;
             };
             buf.push_str(name);
             spans.push((s, e));
+            true
+        };
+        let mut room = head.into_iter().all(&mut add);
+        if let (true, Some(name)) = (room, &next) {
+            room = add(name.as_ref());
+        }
+        if room {
+            for name in iter {
+                if !add(name.as_ref()) {
+                    break;
+                }
+            }
         }
         Self::index(buf.into_boxed_str(), spans)
     }
@@ -1116,6 +1129,15 @@ mod tests {
             NameSet::from_space_delimited(&sixteen.join(" ")).index,
             Index::Small(SmallSpans { len: 16, .. })
         ));
+        let collected: NameSet = sixteen.iter().collect();
+        assert!(matches!(
+            collected.index,
+            Index::Small(SmallSpans { len: 16, .. })
+        ));
+        let collected: NameSet = sixteen.iter().chain(["s16".to_owned()].iter()).collect();
+        assert!(matches!(collected.index, Index::Large { .. }));
+        assert_eq!(collected.len(), 17);
+        assert!(collected.contains("s16") && collected.contains("s0"));
         let seventeen = format!("{} s16", sixteen.join(" "));
         let set = NameSet::from_space_delimited(&seventeen);
         assert!(matches!(set.index, Index::Large { .. }));

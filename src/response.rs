@@ -27,7 +27,6 @@
 //! No response ever contains the credential or says which check failed; the precise reason is in
 //! the [`Error`] the layer puts into the response's extensions.
 
-use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -383,19 +382,6 @@ pub struct Rejection<'a> {
     error: &'a Error,
     challenges: &'a Challenges,
     grpc: bool,
-    recycled: Option<&'a RecycledHeaders>,
-}
-
-/// The refused request's header map, emptied, for the response's headers: its allocations are
-/// reused rather than freed and made again. Taken by the first response built from the
-/// rejection.
-pub(crate) struct RecycledHeaders(Cell<Option<HeaderMap>>);
-
-impl fmt::Debug for RecycledHeaders {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Emptied before it gets here; nothing of the request to show.
-        f.write_str("RecycledHeaders")
-    }
 }
 
 impl<'a> Rejection<'a> {
@@ -407,18 +393,15 @@ impl<'a> Rejection<'a> {
             error,
             challenges,
             grpc: is_grpc(request_headers),
-            recycled: None,
         }
     }
 
-    /// A response with `body` and no headers yet, in the refused request's header map when the
-    /// layer handed it over.
+    /// A response with `body` and the headers of `headers` (empty: see
+    /// [`Responder::respond_in`]).
     #[inline]
-    fn response<B>(&self, body: B) -> Response<B> {
+    fn response_in<B>(body: B, headers: HeaderMap) -> Response<B> {
         let mut res = Response::new(body);
-        if let Some(headers) = self.recycled.and_then(|r| r.0.take()) {
-            *res.headers_mut() = headers;
-        }
+        *res.headers_mut() = headers;
         res
     }
 
@@ -465,7 +448,13 @@ impl<'a> Rejection<'a> {
     #[must_use]
     #[inline]
     pub fn http_response<B: Default>(&self) -> Response<B> {
-        let mut res = self.response(B::default());
+        self.http_response_in(HeaderMap::new())
+    }
+
+    /// [`http_response`](Self::http_response) in `headers`.
+    #[inline]
+    fn http_response_in<B: Default>(&self, headers: HeaderMap) -> Response<B> {
+        let mut res = Self::response_in(B::default(), headers);
         *res.status_mut() = self.status();
         self.append_headers(res.headers_mut());
         res
@@ -474,8 +463,13 @@ impl<'a> Rejection<'a> {
     /// A complete gRPC answer: HTTP 200, trailers-only, `grpc-status` and `grpc-message`.
     #[must_use]
     pub fn grpc_response<B: Default>(&self) -> Response<B> {
+        self.grpc_response_in(HeaderMap::new())
+    }
+
+    /// [`grpc_response`](Self::grpc_response) in `headers`.
+    fn grpc_response_in<B: Default>(&self, headers: HeaderMap) -> Response<B> {
         let kind = self.error.kind();
-        let mut res = self.response(B::default());
+        let mut res = Self::response_in(B::default(), headers);
         let headers = res.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         headers.insert(GRPC_STATUS, grpc_status_value(kind.grpc_code()));
@@ -579,6 +573,17 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 pub trait Responder<B>: Send + Sync + 'static {
     /// Builds the response for one refused request.
     fn respond(&self, rejection: &Rejection<'_>) -> Response<B>;
+
+    /// Builds the response like [`respond`](Self::respond), with its headers in `headers`: an
+    /// empty map whose allocations the response may take over. The `Authenticate` layer hands
+    /// over the refused request's own header map, emptied first (no field of the request is
+    /// left in it), so that answering costs no allocation for the map.
+    ///
+    /// The default ignores `headers` and calls `respond`; the built-in responders build in it.
+    fn respond_in(&self, rejection: &Rejection<'_>, headers: HeaderMap) -> Response<B> {
+        drop(headers);
+        self.respond(rejection)
+    }
 }
 
 /// Empty body, standard headers; gRPC trailers-only for gRPC requests. The default.
@@ -588,10 +593,15 @@ pub struct DefaultResponder;
 impl<B: Default> Responder<B> for DefaultResponder {
     #[inline]
     fn respond(&self, rejection: &Rejection<'_>) -> Response<B> {
+        self.respond_in(rejection, HeaderMap::new())
+    }
+
+    #[inline]
+    fn respond_in(&self, rejection: &Rejection<'_>, headers: HeaderMap) -> Response<B> {
         if rejection.is_grpc() {
-            rejection.grpc_response()
+            rejection.grpc_response_in(headers)
         } else {
-            rejection.http_response()
+            rejection.http_response_in(headers)
         }
     }
 }
@@ -617,8 +627,12 @@ struct Problem {
 
 impl<B: Default + From<Bytes>> Responder<B> for ProblemJson {
     fn respond(&self, rejection: &Rejection<'_>) -> Response<B> {
+        self.respond_in(rejection, HeaderMap::new())
+    }
+
+    fn respond_in(&self, rejection: &Rejection<'_>, headers: HeaderMap) -> Response<B> {
         if rejection.is_grpc() {
-            return rejection.grpc_response();
+            return rejection.grpc_response_in(headers);
         }
         let status = rejection.status();
         let problem = Problem {
@@ -628,9 +642,9 @@ impl<B: Default + From<Bytes>> Responder<B> for ProblemJson {
             detail: problem_detail(status),
         };
         let Ok(body) = serde_json::to_vec(&problem) else {
-            return rejection.http_response();
+            return rejection.http_response_in(headers);
         };
-        let mut res = rejection.response(B::from(Bytes::from(body)));
+        let mut res = Rejection::response_in(B::from(Bytes::from(body)), headers);
         *res.status_mut() = status;
         rejection.append_headers(res.headers_mut());
         res.headers_mut().insert(
@@ -667,12 +681,12 @@ where
     res
 }
 
-/// [`reject`] for a request taken apart, whose maps the response reuses: the built-in
-/// responders build in its header map, and the error goes into its extension map unless the
-/// responder set extensions of its own. Both maps are emptied first (every header and extension
-/// of the request is dropped), so nothing of the request reaches the response. A refused
-/// request then costs no allocation for either map, where freeing its maps and allocating the
-/// response's would cost up to five.
+/// [`reject`] for a request taken apart, whose maps the response reuses: the responder gets
+/// its header map ([`Responder::respond_in`]; the built-in ones build in it), and the error goes
+/// into its extension map unless the responder set extensions of its own. Both maps are emptied
+/// first (every header and extension of the request is dropped), so nothing of the request
+/// reaches the responder or the response. A refused request then costs no allocation for either
+/// map, where freeing its maps and allocating the response's would cost up to five.
 #[inline]
 pub(crate) fn respond<B, R>(
     responder: &R,
@@ -685,13 +699,13 @@ where
 {
     let grpc = is_grpc(&request.headers);
     request.headers.clear();
-    let headers = RecycledHeaders(Cell::new(Some(std::mem::take(&mut request.headers))));
-    let mut res = responder.respond(&Rejection {
+    let headers = std::mem::take(&mut request.headers);
+    let rejection = Rejection {
         error: &error,
         challenges,
         grpc,
-        recycled: Some(&headers),
-    });
+    };
+    let mut res = responder.respond_in(&rejection, headers);
     if res.extensions().is_empty() {
         request.extensions.clear();
         std::mem::swap(res.extensions_mut(), &mut request.extensions);
@@ -711,6 +725,12 @@ mod tests {
             .iter()
             .map(|v| v.to_str().unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_rejection_can_be_shared_across_threads() {
+        fn check<T: Send + Sync>() {}
+        check::<Rejection<'static>>();
     }
 
     #[test]

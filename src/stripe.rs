@@ -141,14 +141,38 @@ impl<const N: usize> Tally<N> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn a_thread_keeps_its_stripe_and_threads_spread() {
+        let mine = thread_stripe();
+        assert_eq!(thread_stripe(), mine);
+        let others: Vec<usize> = (0..4)
+            .map(|_| std::thread::spawn(thread_stripe).join().unwrap())
+            .collect();
+        let mut all = others.clone();
+        all.push(mine);
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(
+            all.len(),
+            5,
+            "each new thread gets the next stripe: {others:?}"
+        );
+    }
+
     #[test]
     fn tallies_from_more_threads_than_slots_add_up() {
+        let n = 4 * SLOTS + 1;
         let tally = std::sync::Arc::new(Tally::<3>::default());
-        // Twice as many threads as slots, alive at once, and then more as they exit.
-        let threads: Vec<_> = (0..4 * SLOTS + 1)
+        // Four times as many threads as slots, all alive at once (the barrier): most of them
+        // find no free slot and count in the shared block.
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+        let threads: Vec<_> = (0..n)
             .map(|t| {
                 let tally = std::sync::Arc::clone(&tally);
+                let barrier = std::sync::Arc::clone(&barrier);
                 std::thread::spawn(move || {
+                    barrier.wait();
                     for _ in 0..1000 {
                         tally.bump(t % 3);
                     }
@@ -159,7 +183,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let n = 4 * SLOTS as u64 + 1;
+        let n = n as u64;
         let per = |k: u64| (0..n).filter(|t| t % 3 == k).count() as u64 * 1000;
         assert_eq!(tally.get(0), per(0));
         assert_eq!(tally.get(1), per(1));

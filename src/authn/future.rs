@@ -20,7 +20,8 @@ pin_project! {
     /// The response future of [`Authenticate`](super::Authenticate).
     ///
     /// Polled again after it finished, it stays pending rather than panicking (as
-    /// `futures::future::Fuse` does).
+    /// `futures::future::Fuse` does). The inner service's finished future is dropped with this
+    /// one, not when it finishes.
     pub struct ResponseFuture<S, A, R, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>>,
@@ -55,14 +56,13 @@ pin_project! {
             fut: S::Future,
             cache_private: bool,
             // The inner future finished: it is not polled again. A flag rather than a move to
-            // `Done`, so that the inner poll's result is handed through untouched.
+            // another state, so that the inner poll's result is handed through untouched.
             finished: bool,
         },
+        // `None` once the response is taken: polled again, the future stays pending.
         Reject {
             res: Option<Response<ResBody>>,
         },
-        // Finished: polled again, the future stays pending.
-        Done,
     }
 }
 
@@ -172,7 +172,6 @@ where
                         None => Poll::Pending,
                     };
                 }
-                StateProj::Done => return Poll::Pending,
             }
         }
     }
