@@ -381,7 +381,8 @@ impl Default for Index {
 #[derive(Clone)]
 struct SmallSpans {
     len: u8,
-    /// The [`tag`] of each name; 0 in unused slots (which `len` excludes).
+    /// The [`tag`] of each name (below 0x80); [`NO_NAME`] in unused slots, which no tag
+    /// matches.
     tags: [u8; SMALL],
     spans: [(u16, u16); SMALL],
 }
@@ -397,9 +398,9 @@ fn zero_bytes(x: u64) -> u64 {
     !(((x & LOW7) + LOW7) | x) & HIGH
 }
 
-/// A name's tag: its length and last byte folded into a byte. Names of one length that end
-/// differently get different tags, and so do names of lengths up to 255 apart that end alike
-/// (31 is odd, so `31 * len` is distinct modulo 256).
+/// A name's tag: its length and last byte folded into seven bits. Names of one length that end
+/// in different ASCII characters get different tags, and so do names of lengths up to 127 apart
+/// that end alike (31 is odd, so `31 * len` is distinct modulo 128).
 #[inline]
 fn tag(name: &[u8]) -> u8 {
     tag_of(name.len(), name.last().copied().unwrap_or(0))
@@ -407,14 +408,17 @@ fn tag(name: &[u8]) -> u8 {
 
 #[inline]
 fn tag_of(len: usize, last: u8) -> u8 {
-    (len as u8).wrapping_mul(31) ^ last
+    ((len as u8).wrapping_mul(31) ^ last) & 0x7f
 }
+
+/// The tag of an unused slot: its high bit set, so no name's tag matches it.
+const NO_NAME: u8 = 0x80;
 
 impl SmallSpans {
     const fn new() -> Self {
         Self {
             len: 0,
-            tags: [0; SMALL],
+            tags: [NO_NAME; SMALL],
             spans: [(0, 0); SMALL],
         }
     }
@@ -501,38 +505,40 @@ impl SmallSpans {
         self.find_tagged(buf, name, tag_of(name.len(), last), limit)
     }
 
-    /// [`find`](Self::find) for a non-empty `name` whose tag is known: the slots with that tag
-    /// are found in two word operations, and only those are compared.
+    /// [`find`](Self::find) for a non-empty `name` whose tag is known: in each half of the
+    /// tags, one word operation marks the slots with that tag (unused slots never match), and
+    /// only those are compared, in order.
     #[inline(always)]
     fn find_tagged(&self, buf: &[u8], name: &[u8], tag: u8, limit: usize) -> bool {
         let splat = ONES * u64::from(tag);
-        let half = |k: usize| {
+        for half in 0..2 {
             let mut le = [0u8; 8];
-            le.copy_from_slice(self.tags.get(8 * k..8 * k + 8).unwrap_or(&[0; 8]));
-            // The high bit of each matching byte, gathered into the top byte: bit `i` for
-            // slot `i` (the multiplier shifts each byte's flag to its own bit, with no carry).
-            ((zero_bytes(u64::from_le_bytes(le) ^ splat) >> 7).wrapping_mul(GATHER) >> 56) as u32
-        };
-        let used = (1u32 << limit.min(self.len())) - 1;
-        let mut candidates = (half(0) | half(1) << 8) & used;
-        while candidates != 0 {
-            let i = candidates.trailing_zeros() as usize;
-            candidates &= candidates - 1;
-            // The tag matched: compare the bytes (lengths first).
-            if let Some((start, end)) = self.span(i)
-                && buf
-                    .get(start..end)
-                    .is_some_and(|kept| same_bytes(kept, name))
-            {
-                return true;
+            le.copy_from_slice(
+                self.tags
+                    .get(8 * half..8 * half + 8)
+                    .unwrap_or(&[NO_NAME; 8]),
+            );
+            // The high bit of each byte whose tag matches.
+            let mut candidates = zero_bytes(u64::from_le_bytes(le) ^ splat);
+            while candidates != 0 {
+                let i = 8 * half + (candidates.trailing_zeros() / 8) as usize;
+                candidates &= candidates - 1;
+                if i >= limit {
+                    return false;
+                }
+                // The tag matched: compare the bytes (lengths first).
+                if let Some((start, end)) = self.span(i)
+                    && buf
+                        .get(start..end)
+                        .is_some_and(|kept| same_bytes(kept, name))
+                {
+                    return true;
+                }
             }
         }
         false
     }
 }
-
-/// Gathers the lowest bit of each byte into the top byte (byte `k`'s bit to bit `56 + k`).
-const GATHER: u64 = 0x0102_0408_1020_4080;
 
 /// A name prepared for repeated lookups: its hash computed once (the authorization layers
 /// prepare the names they require when they are built).
