@@ -424,49 +424,36 @@ impl SmallSpans {
     }
 
     /// The spans of the space-separated names of `bytes` (at most [`SMALL_BUF`] long), in
-    /// order; `None` past [`SMALL`] names. Eight bytes per step.
+    /// order; `None` past [`SMALL`] names.
     #[inline]
     fn of_space_delimited(bytes: &[u8]) -> Option<Self> {
-        const SPACES: u64 = 0x2020_2020_2020_2020;
         let mut set = Self::new();
         let mut len = 0;
         let mut start = 0;
+        let mut fits = true;
         // A name ends at `end` (a space or the end of the list); empty names are skipped.
         // Offsets fit `u16`: `end <= bytes.len() <= SMALL_BUF`.
-        macro_rules! name_ends_at {
-            ($end:expr) => {{
-                let end = $end;
-                if end > start {
-                    *set.spans.get_mut(len)? = (start as u16, end as u16);
-                    *set.tags.get_mut(len)? = tag_of(end - start, *bytes.get(end - 1)?);
-                    len += 1;
+        let mut name_ends_at = |end: usize| {
+            if end > start {
+                match (
+                    set.spans.get_mut(len),
+                    set.tags.get_mut(len),
+                    bytes.get(end - 1),
+                ) {
+                    (Some(span), Some(tag), Some(&last)) => {
+                        *span = (start as u16, end as u16);
+                        *tag = tag_of(end - start, last);
+                        len += 1;
+                    }
+                    _ => fits = false,
                 }
-                start = end + 1;
-            }};
-        }
-        let mut words = bytes.chunks_exact(8);
-        let mut base = 0;
-        for word in &mut words {
-            let mut le = [0u8; 8];
-            le.copy_from_slice(word);
-            // The spaces are the zero bytes of the word XOR eight spaces.
-            let mut found = zero_bytes(u64::from_le_bytes(le) ^ SPACES);
-            while found != 0 {
-                name_ends_at!(base + (found.trailing_zeros() / 8) as usize);
-                found &= found - 1;
             }
-            base += 8;
-        }
-        for (i, &b) in words.remainder().iter().enumerate() {
-            if b == b' ' {
-                name_ends_at!(base + i);
-            }
-        }
-        let end = bytes.len();
-        if end > start {
-            *set.spans.get_mut(len)? = (start as u16, end as u16);
-            *set.tags.get_mut(len)? = tag_of(end - start, *bytes.get(end - 1)?);
-            len += 1;
+            start = end + 1;
+        };
+        for_each_space(bytes, &mut name_ends_at);
+        name_ends_at(bytes.len());
+        if !fits {
+            return None;
         }
         // At most SMALL.
         set.len = len as u8;
