@@ -284,7 +284,7 @@ impl CredentialSource {
                     found = Some(value);
                 }
                 let Some(raw) = found else { return Ok(None) };
-                if raw.len() > max_len * 3 {
+                if raw.len() > max_len.saturating_mul(3) {
                     return fail(ErrorKind::OversizedCredential);
                 }
                 match form_decode(raw) {
@@ -772,6 +772,46 @@ mod tests {
 
     fn kind_of(r: Result<Option<Credential<'_>>, Error>) -> Option<ErrorKind> {
         r.err().map(|e| e.kind())
+    }
+
+    #[test]
+    fn the_largest_length_limit_does_not_overflow() {
+        let extractor = CredentialExtractor::new([CredentialSource::query("key").unwrap()])
+            .with_max_len(usize::MAX)
+            .unwrap();
+        let p = parts(http::Request::get("/?key=abc%2Bdef"));
+        assert_eq!(extractor.extract(&p).unwrap().unwrap().value(), "abc+def");
+    }
+
+    #[test]
+    fn first_value_scans_small_maps_and_probes_large_ones_alike() {
+        for fields in [1, 7, 8, 9, 40] {
+            let mut headers = HeaderMap::new();
+            for i in 0..fields {
+                headers.append(
+                    HeaderName::try_from(format!("x-filler-{i}")).unwrap(),
+                    HeaderValue::from_static("v"),
+                );
+            }
+            let none = first_value(&headers, &AUTHORIZATION);
+            assert!(none.0.is_none() && !none.1, "{fields}");
+            headers.append(AUTHORIZATION, HeaderValue::from_static("first"));
+            let one = first_value(&headers, &AUTHORIZATION);
+            assert_eq!(
+                (one.0.map(HeaderValue::as_bytes), one.1),
+                (Some(&b"first"[..]), false)
+            );
+            headers.append(AUTHORIZATION, HeaderValue::from_static("second"));
+            let two = first_value(&headers, &AUTHORIZATION);
+            assert_eq!(
+                (two.0.map(HeaderValue::as_bytes), two.1),
+                (Some(&b"first"[..]), true)
+            );
+            let custom = HeaderName::from_static("x-filler-0");
+            assert!(first_value(&headers, &custom).0.is_some());
+            let absent = HeaderName::from_static("x-filler-x");
+            assert!(first_value(&headers, &absent).0.is_none());
+        }
     }
 
     #[test]

@@ -1287,3 +1287,182 @@ async fn a_response_future_polled_after_it_finished_stays_pending() {
         assert!(poll_once(&mut fut).is_pending());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Path parameters read off the path agree with axum's own.
+
+/// A route pattern and a path that may match it: the parameters a policy reads (off the path,
+/// when the pattern is simple enough) must be exactly those axum hands a handler.
+fn pattern_and_path() -> impl proptest::strategy::Strategy<Value = (String, String)> {
+    use proptest::prelude::*;
+    let segment = prop_oneof![
+        // A static segment, which the path repeats or (now and then) changes.
+        4 => ("[a-z]{1,6}", proptest::bool::weighted(0.9)).prop_map(|(s, same)| (s.clone(), if same { s } else { format!("{s}x") })),
+        // A parameter, and what the path puts there: plain, percent-encoded, empty, odd.
+        4 => (
+            0u8..4,
+            prop_oneof![
+                6 => "[a-zA-Z0-9._~+-]{0,6}",
+                1 => "%[0-9A-F]{2}|[a-z]%2[0Ff][a-z]|é",
+            ]
+        )
+            .prop_map(|(i, v)| (format!("{{p{i}}}"), v)),
+        // Forms that are not a plain whole-segment parameter.
+        1 => Just(("pre-{p9}".to_owned(), "pre-x".to_owned())),
+        1 => Just(("{{lit}}".to_owned(), "{lit}".to_owned())),
+    ];
+    (
+        proptest::collection::vec(segment, 1..5),
+        proptest::bool::weighted(0.1),
+        proptest::bool::weighted(0.1),
+    )
+        .prop_map(|(segments, trailing, wildcard)| {
+            // Parameter names must be unique within a route.
+            let mut seen = std::collections::HashSet::new();
+            let mut pattern = String::new();
+            let mut path = String::new();
+            for (p, s) in segments {
+                let p = if p.starts_with("{p") && !seen.insert(p.clone()) {
+                    format!("{}q{}", &p[..p.len() - 1], seen.len()) + "}"
+                } else {
+                    p
+                };
+                pattern.push('/');
+                pattern.push_str(&p);
+                path.push('/');
+                path.push_str(&s);
+            }
+            if wildcard {
+                pattern.push_str("/{*rest}");
+                path.push_str("/a/b");
+            }
+            if trailing {
+                path.push('/');
+            }
+            (pattern, path)
+        })
+}
+
+#[test]
+fn path_parameters_a_policy_reads_are_the_ones_axum_captured() {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (compared, read_off_path) = (
+        std::sync::atomic::AtomicUsize::new(0),
+        std::sync::atomic::AtomicUsize::new(0),
+    );
+    proptest!(ProptestConfig::with_cases(400), |((pattern, path) in pattern_and_path())| {
+        let seen: Arc<Mutex<Option<String>>> = Arc::default();
+        let record = Arc::clone(&seen);
+        let policy = move |_: &Principal, request: &PolicyRequest<'_>| {
+            let params: Vec<String> = request
+                .path_params()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            // The one-parameter lookup must agree with the list.
+            for (k, v) in request.path_params() {
+                assert_eq!(request.path_param(k), Some(v), "{k}");
+            }
+            *record.lock().unwrap() = Some(params.join("&"));
+            true
+        };
+        let Ok(router) = std::panic::catch_unwind(|| {
+            Router::new().route(
+                &pattern,
+                get(|params: axum::extract::RawPathParams| async move {
+                    params
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join("&")
+                }),
+            )
+        }) else {
+            // A pattern axum refuses (it panics when routes are added): nothing to compare.
+            return Ok(());
+        };
+        let app = router
+            .route_layer(AuthorizeLayer::new(policy))
+            .layer(AuthenticateLayer::new(authenticator()));
+        let Ok(uri) = http::Uri::try_from(path.as_str()) else { return Ok(()) };
+        let req = Request::get(uri)
+            .header("authorization", format!("Bearer {READER}"))
+            .body(Body::empty())
+            .unwrap();
+        let res = runtime.block_on(app.oneshot(req)).unwrap();
+        if res.status() != StatusCode::OK {
+            // The path did not match the route (or axum refused a parameter): nothing read.
+            return Ok(());
+        }
+        let axum_params = String::from_utf8(
+            runtime
+                .block_on(http_body_util::BodyExt::collect(res.into_body()))
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        let read = seen.lock().unwrap().take().expect("the policy ran");
+        prop_assert_eq!(&read, &axum_params, "{} on {}", path, pattern);
+        compared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !path.contains('%') && !pattern.contains(['*', '-']) && !pattern.contains("{{") {
+            read_off_path.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    // Enough matched routes were compared, most of them read off the path.
+    let compared = compared.into_inner();
+    let read_off_path = read_off_path.into_inner();
+    assert!(
+        compared >= 100,
+        "only {compared} of 400 cases matched their route"
+    );
+    assert!(
+        read_off_path >= 50,
+        "only {read_off_path} of {compared} read off the path"
+    );
+}
+
+#[tokio::test]
+async fn path_parameters_of_a_nested_router_are_axums() {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = {
+        let seen = Arc::clone(&seen);
+        move |_: &Principal, request: &PolicyRequest<'_>| {
+            let params: Vec<String> = request
+                .path_params()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            seen.lock().unwrap().push(params.join("&"));
+            true
+        }
+    };
+    let inner = Router::new()
+        .route(
+            "/{id}/items",
+            get(|params: axum::extract::RawPathParams| async move {
+                params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            }),
+        )
+        .route_layer(AuthorizeLayer::new(record));
+    let app = Router::new()
+        .nest("/tenants/{tenant}", inner)
+        .layer(AuthenticateLayer::new(authenticator()));
+    let req = Request::get("/tenants/acme/42/items")
+        .header("authorization", format!("Bearer {READER}"))
+        .body(Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"tenant=acme&id=42");
+    assert_eq!(seen.lock().unwrap().as_slice(), ["tenant=acme&id=42"]);
+}

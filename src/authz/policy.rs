@@ -188,7 +188,9 @@ where
 /// extensions on request.
 ///
 /// It borrows the request head: nothing is copied unless a policy asks for it. Path parameters
-/// are read from axum's routing data on first use. Its `Debug` shows the method, path and route
+/// are read off the path when it lines up with the matched route segment by segment (whole
+/// segment parameters, nothing percent-encoded), and otherwise from axum's routing data, on
+/// first use; both give the same values. Its `Debug` shows the method, path and route
 /// only (headers may hold credentials).
 pub struct PolicyRequest<'a> {
     method: &'a Method,
@@ -305,16 +307,35 @@ impl<'a> PolicyRequest<'a> {
     /// it.
     #[must_use]
     pub fn path_param(&self, name: &str) -> Option<&str> {
+        if let Params::Lazy(_) = &self.params
+            && let Some(found) = self
+                .route()
+                .and_then(|route| param_in_path(route, self.uri.path(), name))
+        {
+            return found;
+        }
         self.path_params().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
 
     /// Every path parameter, in route order.
     pub fn path_params(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        let (given, loaded): (&[(&str, &str)], Option<&RouteParams>) = match &self.params {
-            Params::Given(given) => (given, None),
-            Params::Lazy(cell) => (&[], cell.get_or_init(|| self.load_params()).as_ref()),
+        let (given, read, loaded): (&[(&str, &str)], _, Option<&RouteParams>) = match &self.params {
+            Params::Given(given) => (given, None, None),
+            Params::Lazy(cell) => {
+                match self
+                    .route()
+                    .and_then(|route| params_in_path(route, self.uri.path()))
+                {
+                    Some(read) => (&[], Some(read), None),
+                    None => (&[], None, cell.get_or_init(|| self.load_params()).as_ref()),
+                }
+            }
         };
-        given.iter().copied().chain(route_params(loaded))
+        given
+            .iter()
+            .copied()
+            .chain(read.into_iter().flatten())
+            .chain(route_params(loaded))
     }
 
     #[cfg(feature = "axum")]
@@ -347,6 +368,91 @@ impl<'a> PolicyRequest<'a> {
         let ext = self.extensions.try_borrow().ok()?;
         ext.as_deref()?.get::<T>().cloned()
     }
+}
+
+/// The parameters of `route` read off `path` segment by segment, when that gives exactly what
+/// axum's router captured and so saves copying its list: every parameter is a whole segment
+/// (`{name}`), there is no catch-all or escaped brace, `path` has as many segments, every
+/// static segment is equal, and `path` holds no `%` (nothing to percent-decode). `None`
+/// otherwise, and axum is asked. A nested router's `path` lacks its prefix, so its segments
+/// never line up with the full pattern: axum is asked then too.
+pub(super) fn params_in_path<'r>(
+    route: &'r str,
+    path: &'r str,
+) -> Option<impl Iterator<Item = (&'r str, &'r str)>> {
+    if path.bytes().any(|b| b == b'%') {
+        return None;
+    }
+    let (mut pattern, mut given) = (segments(route), segments(path));
+    loop {
+        match (pattern.next(), given.next()) {
+            (None, None) => break,
+            (Some(p), Some(s)) => {
+                if param_name(p).is_none()
+                    && (p.bytes().any(|b| matches!(b, b'{' | b'}')) || p != s)
+                {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(
+        segments(route)
+            .zip(segments(path))
+            .filter_map(|(p, s)| Some((param_name(p)?, s))),
+    )
+}
+
+/// [`params_in_path`] for one parameter, in one pass: `Some(value)` or `Some(None)` when the
+/// path lines up with the route (read it off the path), `None` when axum must be asked.
+fn param_in_path<'r>(route: &'r str, path: &'r str, name: &str) -> Option<Option<&'r str>> {
+    let (mut pattern, mut given) = (segments(route), segments(path));
+    let mut found = None;
+    loop {
+        match (pattern.next(), given.next()) {
+            (None, None) => return Some(found),
+            (Some(p), Some(s)) => {
+                if s.bytes().any(|b| b == b'%') {
+                    return None;
+                }
+                match param_name(p) {
+                    Some(param) if param == name => found = Some(s),
+                    Some(_) => {}
+                    None if p.bytes().any(|b| matches!(b, b'{' | b'}')) || p != s => {
+                        return None;
+                    }
+                    None => {}
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The name of a whole-segment parameter, `{name}`.
+fn param_name(segment: &str) -> Option<&str> {
+    let name = segment.strip_prefix('{')?.strip_suffix('}')?;
+    (!name.is_empty() && !name.bytes().any(|b| matches!(b, b'{' | b'}' | b'*'))).then_some(name)
+}
+
+/// The `/`-separated segments of `s` (a byte scan: `str::split` with a `char` runs a general
+/// searcher).
+fn segments(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.bytes().position(|b| b == b'/') {
+            Some(i) => {
+                rest = current.get(i + 1..);
+                current.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
 }
 
 #[cfg(feature = "axum")]

@@ -278,3 +278,32 @@ fn futures_and_services_are_send() {
     send::<<AuthorizeRoutes<Svc> as tower_service::Service<http::Request<()>>>::Future>();
     send::<<Authorize<Svc, TenantFromPath> as tower_service::Service<http::Request<()>>>::Future>();
 }
+
+#[test]
+fn path_parameters_are_read_off_the_path_only_when_it_lines_up_with_the_route() {
+    let read = |route: &str, path: &str| {
+        super::policy::params_in_path(route, path).map(|params| {
+            params
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        })
+    };
+    assert_eq!(
+        read("/t/{tenant}/orders/{id}", "/t/acme/orders/42").as_deref(),
+        Some("tenant=acme&id=42")
+    );
+    assert_eq!(read("/t/{tenant}", "/t/").as_deref(), Some("tenant="));
+    assert_eq!(read("/", "/").as_deref(), Some(""));
+    // Left to axum: anything to decode, catch-alls, escaped braces, prefixed parameters.
+    assert_eq!(read("/t/{tenant}", "/t/a%20b"), None);
+    assert_eq!(read("/t/{*rest}", "/t/a/b"), None);
+    assert_eq!(read("/t/{{lit}}/{id}", "/t/{lit}/1"), None);
+    assert_eq!(read("/t/pre-{id}", "/t/pre-1"), None);
+    // A route that does not describe this path (a nested router's stripped path, a route a
+    // caller set by hand): a static segment differs, or the segments do not line up.
+    assert_eq!(read("/t/{tenant}/orders", "/t/acme/invoices"), None);
+    assert_eq!(read("/n/{t}/{id}/x", "/A/x"), None);
+    assert_eq!(read("/t/{tenant}", "/t/acme/"), None);
+    assert_eq!(read("/t/{tenant}/", "/t/acme"), None);
+}
