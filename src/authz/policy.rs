@@ -417,7 +417,8 @@ fn param_in_path<'r>(route: &'r str, path: &'r str, name: &str) -> Option<Option
                     return None;
                 }
                 match param_name(p) {
-                    Some(param) if param == name => found = Some(s),
+                    // A name given twice: the first one counts, as in `path_params`.
+                    Some(param) if param == name && found.is_none() => found = Some(s),
                     Some(_) => {}
                     None if p.bytes().any(|b| matches!(b, b'{' | b'}')) || p != s => {
                         return None;

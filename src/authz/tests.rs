@@ -295,6 +295,7 @@ fn path_parameters_are_read_off_the_path_only_when_it_lines_up_with_the_route() 
     );
     assert_eq!(read("/t/{tenant}", "/t/").as_deref(), Some("tenant="));
     assert_eq!(read("/", "/").as_deref(), Some(""));
+    assert_eq!(read("/{a}/{a}", "/x/y").as_deref(), Some("a=x&a=y"));
     // Left to axum: anything to decode, catch-alls, escaped braces, prefixed parameters.
     assert_eq!(read("/t/{tenant}", "/t/a%20b"), None);
     assert_eq!(read("/t/{*rest}", "/t/a/b"), None);
