@@ -1291,6 +1291,15 @@ async fn a_response_future_polled_after_it_finished_stays_pending() {
 // ---------------------------------------------------------------------------------------------
 // Path parameters read off the path agree with axum's own.
 
+/// Answers with the path parameters axum captured, `name=value&…`.
+async fn echo_params(params: axum::extract::RawPathParams) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// A route pattern and a path that may match it: the parameters a policy reads (off the path,
 /// when the pattern is simple enough) must be exactly those axum hands a handler.
 fn pattern_and_path() -> impl proptest::strategy::Strategy<Value = (String, String)> {
@@ -1370,13 +1379,7 @@ fn path_parameters_a_policy_reads_are_the_ones_axum_captured() {
         let Ok(router) = std::panic::catch_unwind(|| {
             Router::new().route(
                 &pattern,
-                get(|params: axum::extract::RawPathParams| async move {
-                    params
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join("&")
-                }),
+                get(echo_params),
             )
         }) else {
             // A pattern axum refuses (it panics when routes are added): nothing to compare.
@@ -1438,16 +1441,7 @@ async fn path_parameters_of_a_nested_router_are_axums() {
         }
     };
     let inner = Router::new()
-        .route(
-            "/{id}/items",
-            get(|params: axum::extract::RawPathParams| async move {
-                params
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join("&")
-            }),
-        )
+        .route("/{id}/items", get(echo_params))
         .route_layer(AuthorizeLayer::new(record));
     let app = Router::new()
         .nest("/tenants/{tenant}", inner)
