@@ -30,12 +30,26 @@ pub(crate) fn base62_char(index: u8) -> u8 {
     BASE62[usize::from(index % 62)]
 }
 
-/// `true` when every byte of `bytes` is a base62 digit: one table lookup per byte, no branch.
-fn all_base62(bytes: &[u8]) -> bool {
-    bytes
-        .iter()
-        .fold(0u8, |acc, &b| acc | (BASE62_VALUE[usize::from(b)] & 0x80))
-        == 0
+/// Length of what follows the prefix and its `_`: `id "_" secret checksum`.
+const TAIL_LEN: usize = ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN;
+
+/// `true` when `tail` is base62 everywhere but for one `_`, at `ID_LEN`.
+///
+/// Every byte is looked at whatever the input, with comparisons rather than table lookups, so
+/// that the compiler checks many bytes at once (16 with x86-64's baseline SSE2) instead of
+/// loading a table entry per byte.
+fn tail_is_well_formed(tail: &[u8; TAIL_LEN]) -> bool {
+    let mut bad = 0u8;
+    let mut underscores = 0u8;
+    for &b in tail {
+        let digit = b.wrapping_sub(b'0') < 10;
+        // Setting bit 5 folds `A`-`Z` onto `a`-`z`; nothing else lands there.
+        let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+        let underscore = b == b'_';
+        bad |= u8::from(!(digit | letter | underscore));
+        underscores += u8::from(underscore);
+    }
+    (bad == 0) & (underscores == 1) & (tail[ID_LEN] == b'_')
 }
 
 /// CRC-32 (ISO-HDLC, the zlib one) of `body`, as 6 base62 characters, most significant first.
@@ -180,26 +194,14 @@ impl KeyFormat {
         key: &'k [u8],
     ) -> Result<ParsedKey<'k>, KeyParseError> {
         let id_start = self.marker.len();
-        let secret_start = id_start + ID_LEN + 1;
-        let body_len = secret_start + SECRET_LEN;
-        let (Some(id), Some(sep), Some(secret), Some(check)) = (
-            key.get(id_start..id_start + ID_LEN),
-            key.get(id_start + ID_LEN),
-            key.get(secret_start..body_len),
-            key.get(body_len..),
-        ) else {
+        let Some(Ok(tail)) = key.get(id_start..).map(<&[u8; TAIL_LEN]>::try_from) else {
             return Err(KeyParseError::Malformed);
         };
-        // Non-short-circuiting `&`: every byte is looked at whatever the input, in one pass each.
-        if (check.len() != CHECKSUM_LEN)
-            | (*sep != b'_')
-            | !all_base62(id)
-            | !all_base62(secret)
-            | !all_base62(check)
-        {
+        if !tail_is_well_formed(tail) {
             return Err(KeyParseError::Malformed);
         }
-        let rest = key.get(id_start..body_len).unwrap_or_default();
+        let (rest, check) = tail.split_at(TAIL_LEN - CHECKSUM_LEN);
+        let (id, secret) = (&rest[..ID_LEN], &rest[ID_LEN + 1..]);
         if !checksum_matches(&self.marker_crc, rest, check) {
             return Err(KeyParseError::Checksum);
         }
@@ -301,9 +303,25 @@ mod tests {
             if value != INVALID {
                 assert_eq!(BASE62[usize::from(value)], b);
             }
-            assert_eq!(all_base62(&[b'0', b, b'z']), b.is_ascii_alphanumeric());
         }
-        assert!(all_base62(b""));
+    }
+
+    #[test]
+    fn the_tail_check_takes_base62_and_one_underscore_where_it_belongs() {
+        let good: [u8; TAIL_LEN] = std::array::from_fn(|i| if i == ID_LEN { b'_' } else { b'a' });
+        assert!(tail_is_well_formed(&good));
+        for at in 0..TAIL_LEN {
+            for b in 0u8..=255 {
+                let mut tail = good;
+                tail[at] = b;
+                let expected = if at == ID_LEN {
+                    b == b'_'
+                } else {
+                    BASE62_VALUE[usize::from(b)] != INVALID
+                };
+                assert_eq!(tail_is_well_formed(&tail), expected, "{b:#x} at {at}");
+            }
+        }
     }
 
     #[test]
