@@ -14,6 +14,10 @@
 //!   what a rejection costs built the plain way. The layer builds its `401` in the refused
 //!   request's own header map instead (two allocations and two frees fewer), so
 //!   `checksum_rejected - floor_401` is less than the key check itself costs;
+//! - `floor_layer_401`: the same `Authenticate` layer over an authenticator that refuses every
+//!   request at once with the checksum error, reading nothing: what any refusal costs through
+//!   the layer (the `401` in the recycled maps, the audit `Error`, the layer's clone and
+//!   counters). `checksum_rejected - floor_layer_401` is the API-key check itself;
 //! - `checksum_rejected`: a mistyped key, refused before any lookup;
 //! - `unknown_id`: a well-formed key the store does not know.
 //!
@@ -39,12 +43,13 @@ use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use credentialflow::authn::AuthenticateLayer;
+use credentialflow::authn::{Attempt, AuthenticateLayer, Authenticator};
+use credentialflow::extract::CredentialSource;
 use credentialflow::key::{
     ApiKeyAuthenticator, KeyFormat, KeyHasher, KeyManager, MemoryKeyStore, Pepper,
 };
 use credentialflow::response::Scheme;
-use credentialflow::{Error, ErrorKind};
+use credentialflow::{Error, ErrorKind, Principal};
 use criterion::{BatchSize, Criterion, criterion_group};
 
 #[path = "support/ab.rs"]
@@ -124,6 +129,25 @@ fn row<S>(
     });
 }
 
+/// Refuses every request at once, as the API-key authenticator refuses a mistyped key, without
+/// reading it; it reports the same sources, so the layer answers with the same `401`.
+struct RefuseAtOnce;
+
+impl Authenticator for RefuseAtOnce {
+    type Future = std::future::Ready<Result<Principal, Error>>;
+
+    fn authenticate(&self, _request: &http::request::Parts) -> Attempt<Self::Future> {
+        Attempt::Rejected(Error::new(ErrorKind::ChecksumMismatch).with_scheme(Scheme::API_KEY))
+    }
+
+    fn sources(&self) -> Vec<CredentialSource> {
+        vec![
+            CredentialSource::api_key_header(),
+            CredentialSource::bearer(),
+        ]
+    }
+}
+
 fn issue(store: &MemoryKeyStore, hasher: KeyHasher, owner: &str) -> String {
     let keys = KeyManager::new(
         store.clone(),
@@ -190,8 +214,8 @@ fn bench(c: &mut Criterion) {
     // extensions, built the plain way: the request dropped, then fresh maps filled from
     // prebuilt values.
     let challenges = [
-        HeaderValue::from_static("ApiKey realm=\"api\""),
-        HeaderValue::from_static("Bearer realm=\"api\", error=\"invalid_token\""),
+        HeaderValue::from_static("ApiKey realm=\"api\", error=\"invalid_token\""),
+        HeaderValue::from_static("Bearer realm=\"api\""),
     ];
     let floor_401 = service_fn(move |req: Request<()>| {
         drop(req);
@@ -204,6 +228,28 @@ fn bench(c: &mut Criterion) {
             .insert(Error::new(ErrorKind::ChecksumMismatch).with_scheme(Scheme::API_KEY));
         async move { Ok::<_, Infallible>(res) }
     });
+
+    // Both floors answer exactly as the layer does for a mistyped key.
+    let answer = |res: Result<Response<()>, Infallible>| {
+        let res = res.expect("infallible");
+        let kind = res.extensions().get::<Error>().map(Error::kind);
+        (res.status(), res.headers().clone(), kind)
+    };
+    let mistyped = answer(now(layer
+        .layer(service_fn(ok))
+        .oneshot(request(typo.clone())())));
+    assert_eq!(
+        answer(now(floor_401.clone().oneshot(request(typo.clone())()))),
+        mistyped,
+        "floor_401 answers like checksum_rejected"
+    );
+    assert_eq!(
+        answer(now(AuthenticateLayer::new(RefuseAtOnce)
+            .layer(service_fn(ok))
+            .oneshot(request(typo.clone())()))),
+        mistyped,
+        "floor_layer_401 answers like checksum_rejected"
+    );
 
     let mut group = ab::group(c, "api_key");
     row(
@@ -238,6 +284,13 @@ fn bench(c: &mut Criterion) {
         &mut group,
         "floor_401",
         floor_401,
+        request(typo.clone()),
+        StatusCode::UNAUTHORIZED,
+    );
+    row(
+        &mut group,
+        "floor_layer_401",
+        AuthenticateLayer::new(RefuseAtOnce).layer(service_fn(ok)),
         request(typo.clone()),
         StatusCode::UNAUTHORIZED,
     );
