@@ -376,6 +376,33 @@ mod tests {
         }
 
         #[test]
+        fn the_tail_check_agrees_with_the_alphabet_table(
+            base in arb_part(TAIL_LEN),
+            changes in proptest::collection::vec(
+                (
+                    0..TAIL_LEN,
+                    prop_oneof![
+                        Just(b'_'),
+                        (0u8..62).prop_map(base62_char),
+                        any::<u8>(),
+                    ],
+                ),
+                0..3,
+            ),
+        ) {
+            // A well-formed tail, then up to two bytes changed: mostly near misses.
+            let mut tail: [u8; TAIL_LEN] = base.try_into().unwrap();
+            tail[ID_LEN] = b'_';
+            for (at, b) in changes {
+                tail[at] = b;
+            }
+            let expected = tail.iter().enumerate().all(|(i, &b)| {
+                if i == ID_LEN { b == b'_' } else { BASE62_VALUE[usize::from(b)] != INVALID }
+            });
+            prop_assert_eq!(tail_is_well_formed(&tail), expected);
+        }
+
+        #[test]
         fn assembled_keys_parse_back(id in arb_part(ID_LEN), secret in arb_part(SECRET_LEN)) {
             let f = fmt();
             let id: [u8; ID_LEN] = id.try_into().unwrap();
