@@ -237,7 +237,8 @@ impl CredentialSource {
         let fail = |kind| Err(Error::new(kind).with_scheme(self.scheme));
         let found: Cow<'a, [u8]> = match &self.location {
             Location::Authorization => {
-                let (Some(first), repeated) = first_value(&parts.headers, &AUTHORIZATION) else {
+                let (Some(first), repeated) = first_standard_value(&parts.headers, &AUTHORIZATION)
+                else {
                     return Ok(None);
                 };
                 let Some(token) = strip_scheme(first.as_bytes(), self.scheme.as_str()) else {
@@ -416,10 +417,35 @@ pub(crate) fn first_value<'a>(
     headers: &'a HeaderMap,
     name: &HeaderName,
 ) -> (Option<&'a HeaderValue>, bool) {
+    // Once: a standard name's text is a table lookup the compiler does not hoist itself.
+    let text = name.as_str().as_bytes();
+    first_value_by(headers, name, |field| {
+        same_bytes(field.as_str().as_bytes(), text)
+    })
+}
+
+/// [`first_value`] for a standard field name (`authorization`, `content-type`). http holds
+/// such a name as a one-byte tag, so comparing it with a field is one comparison, without
+/// reading either name's text: a custom field differs by its tag, another standard one by the
+/// byte.
+#[inline]
+pub(crate) fn first_standard_value<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> (Option<&'a HeaderValue>, bool) {
+    first_value_by(headers, name, |field| field == name)
+}
+
+#[inline]
+fn first_value_by<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+    is_name: impl Fn(&HeaderName) -> bool,
+) -> (Option<&'a HeaderValue>, bool) {
     if headers.len() <= SCAN_HEADERS {
         let mut first = None;
         for (field, value) in headers {
-            if same_bytes(field.as_str().as_bytes(), name.as_str().as_bytes()) {
+            if is_name(field) {
                 if first.is_some() {
                     return (first, true);
                 }
@@ -785,30 +811,33 @@ mod tests {
 
     #[test]
     fn first_value_scans_small_maps_and_probes_large_ones_alike() {
+        use http::header::{ACCEPT, ACCEPT_ENCODING, HOST, USER_AGENT};
+        // Both lookups, which must agree: by text, and by http's tag for standard names.
+        fn both<'a>(headers: &'a HeaderMap, name: &HeaderName) -> (Option<&'a [u8]>, bool) {
+            let by_text = first_value(headers, name);
+            let by_tag = first_standard_value(headers, name);
+            assert_eq!(by_text, by_tag, "{name}");
+            (by_text.0.map(HeaderValue::as_bytes), by_text.1)
+        }
         for fields in [1, 7, 8, 9, 40] {
             let mut headers = HeaderMap::new();
+            // Standard and custom fields mixed, as requests have them.
+            let standard = [HOST, ACCEPT, USER_AGENT, ACCEPT_ENCODING];
             for i in 0..fields {
-                headers.append(
-                    HeaderName::try_from(format!("x-filler-{i}")).unwrap(),
-                    HeaderValue::from_static("v"),
-                );
+                let name = match standard.get(i % 8) {
+                    Some(name) => name.clone(),
+                    None => HeaderName::try_from(format!("x-filler-{i}")).unwrap(),
+                };
+                headers.append(name, HeaderValue::from_static("v"));
             }
-            let none = first_value(&headers, &AUTHORIZATION);
-            assert!(none.0.is_none() && !none.1, "{fields}");
+            assert_eq!(both(&headers, &AUTHORIZATION), (None, false), "{fields}");
             headers.append(AUTHORIZATION, HeaderValue::from_static("first"));
-            let one = first_value(&headers, &AUTHORIZATION);
-            assert_eq!(
-                (one.0.map(HeaderValue::as_bytes), one.1),
-                (Some(&b"first"[..]), false)
-            );
+            assert_eq!(both(&headers, &AUTHORIZATION), (Some(&b"first"[..]), false));
             headers.append(AUTHORIZATION, HeaderValue::from_static("second"));
-            let two = first_value(&headers, &AUTHORIZATION);
-            assert_eq!(
-                (two.0.map(HeaderValue::as_bytes), two.1),
-                (Some(&b"first"[..]), true)
-            );
-            let custom = HeaderName::from_static("x-filler-0");
-            assert!(first_value(&headers, &custom).0.is_some());
+            assert_eq!(both(&headers, &AUTHORIZATION), (Some(&b"first"[..]), true));
+            assert_eq!(both(&headers, &HOST).0, Some(&b"v"[..]));
+            let custom = HeaderName::from_static("x-filler-4");
+            assert_eq!(first_value(&headers, &custom).0.is_some(), fields > 4);
             let absent = HeaderName::from_static("x-filler-x");
             assert!(first_value(&headers, &absent).0.is_none());
         }

@@ -543,7 +543,7 @@ fn retry_after_value(after: Duration) -> HeaderValue {
 /// `application/grpc+` / `application/grpc;` (gRPC over HTTP/2; also grpc-web).
 #[must_use]
 pub fn is_grpc(headers: &HeaderMap) -> bool {
-    crate::extract::first_value(headers, &CONTENT_TYPE)
+    crate::extract::first_standard_value(headers, &CONTENT_TYPE)
         .0
         .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
 }
