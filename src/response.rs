@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
-    CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+    CONTENT_TYPE, Entry, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use http::{Response, StatusCode};
 
@@ -298,12 +298,24 @@ impl Challenges {
                     Some(BearerError::InvalidToken) => Some(&inner.invalid_token),
                     _ => None,
                 };
-                for (i, plain) in inner.plain.iter().enumerate() {
-                    let v = match errored {
+                let mut values = inner.plain.iter().enumerate().map(|(i, plain)| {
+                    match errored {
                         Some(values) if i == failed => &values[i],
                         _ => plain,
-                    };
-                    headers.append(WWW_AUTHENTICATE, v.value());
+                    }
+                    .value()
+                });
+                let Some(first) = values.next() else { return };
+                // One hash of the name for all the challenges.
+                let mut field = match headers.entry(WWW_AUTHENTICATE) {
+                    Entry::Occupied(mut field) => {
+                        field.append(first);
+                        field
+                    }
+                    Entry::Vacant(field) => field.insert_entry(first),
+                };
+                for value in values {
+                    field.append(value);
                 }
             }
             (_, Some(BearerError::InsufficientScope)) => {
@@ -401,7 +413,9 @@ impl<'a> Rejection<'a> {
     #[inline]
     fn response_in<B>(body: B, headers: HeaderMap) -> Response<B> {
         let mut res = Response::new(body);
-        *res.headers_mut() = headers;
+        // `Response::new`'s map is `HeaderMap::new()`, which http documents as not allocating:
+        // forgetting it leaks nothing and skips its drop.
+        std::mem::forget(std::mem::replace(res.headers_mut(), headers));
         res
     }
 
@@ -748,6 +762,30 @@ mod tests {
                 "Bearer realm=\"api\", error=\"invalid_token\""
             ]
         );
+    }
+
+    #[test]
+    fn challenges_follow_a_field_already_there() {
+        let c = Challenges::new("api", &[Scheme::API_KEY, Scheme::BEARER], false).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"legacy\""),
+        );
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        c.append_to(
+            &Error::new(ErrorKind::ChecksumMismatch).with_scheme(Scheme::API_KEY),
+            &mut h,
+        );
+        assert_eq!(
+            values(&h),
+            [
+                "Basic realm=\"legacy\"",
+                "ApiKey realm=\"api\", error=\"invalid_token\"",
+                "Bearer realm=\"api\""
+            ]
+        );
+        assert_eq!(h.len(), 4);
     }
 
     #[test]
