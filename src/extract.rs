@@ -443,6 +443,14 @@ fn first_value_by<'a>(
     is_name: impl Fn(&HeaderName) -> bool,
 ) -> (Option<&'a HeaderValue>, bool) {
     if headers.len() <= SCAN_HEADERS {
+        if headers.len() == headers.keys_len() {
+            // No name repeats, so each field is one entry and `values` yields them in the order
+            // of `keys`: walk the names alone (a slice), then step to the one value wanted.
+            return match headers.keys().position(is_name) {
+                Some(at) => (headers.values().nth(at), false),
+                None => (None, false),
+            };
+        }
         let mut first = None;
         for (field, value) in headers {
             if is_name(field) {
@@ -1032,6 +1040,39 @@ mod tests {
     }
 
     proptest! {
+        /// Both lookups answer what `get_all` answers (the first value, and whether there is
+        /// another) for any mix of standard, custom, repeated and single fields, each value
+        /// unique so that a value of the wrong field cannot pass.
+        #[test]
+        fn first_value_agrees_with_get_all(
+            fields in proptest::collection::vec(0..6usize, 0..12),
+            removed in proptest::option::of(0..6usize),
+        ) {
+            use http::header::{ACCEPT, CONTENT_TYPE, HOST};
+            let pool = [
+                AUTHORIZATION,
+                HOST,
+                ACCEPT,
+                CONTENT_TYPE,
+                HeaderName::from_static("x-api-key"),
+                HeaderName::from_static("x-request-id"),
+            ];
+            let mut headers = HeaderMap::new();
+            for (i, &name) in fields.iter().enumerate() {
+                headers.append(pool[name].clone(), HeaderValue::from(i));
+            }
+            // A removal leaves the map's entries and extra values rearranged.
+            if let Some(name) = removed {
+                headers.remove(&pool[name]);
+            }
+            for name in &pool {
+                let mut all = headers.get_all(name).iter();
+                let expected = (all.next(), all.next().is_some());
+                prop_assert_eq!(first_value(&headers, name), expected, "{}", name);
+                prop_assert_eq!(first_standard_value(&headers, name), expected, "{}", name);
+            }
+        }
+
         #[test]
         fn authorization_parsing_never_panics(value in proptest::collection::vec(any::<u8>(), 0..200)) {
             if let Ok(v) = HeaderValue::from_bytes(&value) {
