@@ -207,6 +207,16 @@ impl KeyStoreWrite for DirectoryKeyStore {
         .map_err(unavailable)?
     }
 
+    async fn expire_by(&self, id: &str, at: u64) -> Result<(), StoreError> {
+        self.round_trip(|records| {
+            let record = records.get_mut(id).ok_or(StoreError::NotFound)?;
+            record.expires_at = Some(record.expires_at.map_or(at, |e| e.min(at)));
+            Ok(())
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<KeyRecord>, StoreError> {
         self.round_trip(|records| {
             let mut mine: Vec<KeyRecord> = records

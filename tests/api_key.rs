@@ -59,6 +59,20 @@ impl<S: KeyStoreWrite> KeyStoreWrite for Counting<S> {
     ) -> impl Future<Output = Result<(), credentialflow::key::StoreError>> + Send {
         self.inner.revoke(id, at)
     }
+    fn expire_by(
+        &self,
+        id: &str,
+        at: u64,
+    ) -> impl Future<Output = Result<(), credentialflow::key::StoreError>> + Send {
+        self.inner.expire_by(id, at)
+    }
+    fn fetch(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, credentialflow::key::StoreError>> + Send
+    {
+        self.inner.fetch(id)
+    }
     fn list_by_owner(
         &self,
         owner: &str,
@@ -584,6 +598,127 @@ async fn rotation_keeps_both_keys_working_during_the_overlap() {
     );
     let listed = f.keys.list("alice").await.unwrap();
     assert_eq!(listed.len(), 2);
+}
+
+#[tokio::test]
+async fn a_key_that_cannot_be_used_gets_no_successor() {
+    use credentialflow::key::StoreError;
+    let f = fixture();
+    f.clock.advance(Duration::from_secs(1_000));
+    type Configure = fn(&mut KeyRecord);
+    let cases: [(&str, Configure); 4] = [
+        ("suspended", |r| r.status = KeyStatus::Suspended),
+        ("pending", |r| r.status = KeyStatus::PendingApproval),
+        ("marked expired", |r| r.status = KeyStatus::Expired),
+        ("past its expiry", |r| r.expires_at = Some(500)),
+    ];
+    for (case, configure) in cases {
+        let key = issue(&f, configure).await;
+        let rotated = f.keys.rotate(key.id(), Duration::from_secs(60)).await;
+        assert!(matches!(rotated, Err(StoreError::NotActive)), "{case}");
+    }
+    let revoked = issue(&f, |_| {}).await;
+    f.keys.revoke(revoked.id()).await.unwrap();
+    let rotated = f.keys.rotate(revoked.id(), Duration::from_secs(60)).await;
+    assert!(matches!(rotated, Err(StoreError::NotActive)), "revoked");
+    // No successor was issued for any of them.
+    assert_eq!(f.keys.list("alice").await.unwrap().len(), 5);
+}
+
+/// A store in which key `victim` is revoked by "another process" while the next key is being
+/// inserted: between the moment rotation reads the old key and the moment it retires it.
+#[derive(Clone)]
+struct RevokedMeanwhile {
+    inner: MemoryKeyStore,
+    victim: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl KeyStore for RevokedMeanwhile {
+    type Future = <MemoryKeyStore as KeyStore>::Future;
+    fn lookup(&self, id: &str) -> Lookup<Self::Future> {
+        self.inner.lookup(id)
+    }
+}
+
+impl KeyStoreWrite for RevokedMeanwhile {
+    async fn insert(&self, record: KeyRecord) -> Result<(), credentialflow::key::StoreError> {
+        let victim = self.victim.lock().unwrap().take();
+        if let Some(victim) = victim {
+            self.inner.revoke(&victim, 7).await?;
+        }
+        self.inner.insert(record).await
+    }
+    async fn update(&self, record: KeyRecord) -> Result<(), credentialflow::key::StoreError> {
+        self.inner.update(record).await
+    }
+    async fn revoke(&self, id: &str, at: u64) -> Result<(), credentialflow::key::StoreError> {
+        self.inner.revoke(id, at).await
+    }
+    async fn expire_by(&self, id: &str, at: u64) -> Result<(), credentialflow::key::StoreError> {
+        self.inner.expire_by(id, at).await
+    }
+    async fn list_by_owner(
+        &self,
+        owner: &str,
+    ) -> Result<Vec<KeyRecord>, credentialflow::key::StoreError> {
+        self.inner.list_by_owner(owner).await
+    }
+    async fn record_last_use(
+        &self,
+        id: &str,
+        at: u64,
+    ) -> Result<(), credentialflow::key::StoreError> {
+        self.inner.record_last_use(id, at).await
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_made_during_a_rotation_is_kept() {
+    let clock = FakeClock::new();
+    let store = RevokedMeanwhile {
+        inner: MemoryKeyStore::new(),
+        victim: Arc::default(),
+    };
+    let keys = KeyManager::with_clock(store.clone(), format(), KeyHasher::sha256(), clock.clone());
+    let old = keys.issue("alice", |_| {}).await.unwrap();
+    *store.victim.lock().unwrap() = Some(old.id().to_owned());
+    let new = keys
+        .rotate(old.id(), Duration::from_secs(3600))
+        .await
+        .unwrap();
+
+    let app = app(authenticator(store.inner.clone(), &clock));
+    let res = call(&app, "x-api-key", old.key()).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(kind(&res), Some(ErrorKind::RevokedCredential));
+    let stored = store.inner.fetch(old.id()).await.unwrap().unwrap();
+    assert_eq!(stored.status, KeyStatus::Revoked);
+    assert_eq!(stored.revoked_at, Some(7));
+    assert_eq!(stored.expires_at, Some(clock.unix_seconds() + 3600));
+    assert_eq!(
+        call(&app, "x-api-key", new.key()).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn rotation_reads_the_old_key_past_the_cache() {
+    use credentialflow::key::StoreError;
+    let clock = FakeClock::new();
+    let inner = MemoryKeyStore::new();
+    let cached = CachingKeyStore::with_clock(inner.clone(), clock.clone());
+    let keys = KeyManager::with_clock(cached.clone(), format(), KeyHasher::sha256(), clock.clone());
+    let key = keys.issue("alice", |_| {}).await.unwrap();
+    // The cache holds the key as active; then another process revokes it in the database.
+    let app = app(authenticator(cached.clone(), &clock));
+    assert_eq!(
+        call(&app, "x-api-key", key.key()).await.status(),
+        StatusCode::OK
+    );
+    inner.revoke(key.id(), 9).await.unwrap();
+    let rotated = keys.rotate(key.id(), Duration::from_secs(60)).await;
+    assert!(matches!(rotated, Err(StoreError::NotActive)));
+    assert_eq!(keys.list("alice").await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -467,6 +467,63 @@ async fn revoke_keeps_the_first_revocation_time_and_last_use_only_moves_forward(
 }
 
 #[tokio::test]
+async fn expire_by_only_ever_shortens_a_key_and_keeps_its_revocation() {
+    let db = TestDb::new("expire_by").await;
+    let keys = KeyManager::new(db.store.clone(), format(), hasher());
+    let open = keys.issue("alice", |_| {}).await.expect("issue");
+    let soon = keys
+        .issue("alice", |r| r.expires_at = Some(1_000))
+        .await
+        .expect("issue");
+    let revoked = keys.issue("alice", |_| {}).await.expect("issue");
+    db.store.revoke(revoked.id(), 500).await.expect("revoke");
+
+    for id in [open.id(), soon.id(), revoked.id()] {
+        db.store.expire_by(id, 2_000).await.expect("expire_by");
+    }
+    db.store.expire_by(open.id(), 3_000).await.expect("later");
+
+    let stored = |id: &str| {
+        let store = db.store.clone();
+        let id = id.to_owned();
+        async move { fetch(&store, &id).await.expect("stored") }
+    };
+    assert_eq!(stored(open.id()).await.expires_at, Some(2_000));
+    assert_eq!(stored(soon.id()).await.expires_at, Some(1_000));
+    let revoked = stored(revoked.id()).await;
+    assert_eq!(revoked.status, KeyStatus::Revoked);
+    assert_eq!(revoked.revoked_at, Some(500));
+    assert_eq!(revoked.expires_at, Some(2_000));
+    assert!(matches!(
+        db.store.expire_by("ghost0000000", 1).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn rotation_refuses_a_key_revoked_in_the_database() {
+    let db = TestDb::new("rotate_revoked").await;
+    let cached = CachingKeyStore::new(db.store.clone());
+    let keys = KeyManager::new(cached.clone(), format(), hasher());
+    let issued = keys.issue("alice", |_| {}).await.expect("issue");
+    // Warm the cache with the active record, then revoke behind its back.
+    assert!(
+        cached
+            .lookup(issued.id())
+            .resolve()
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    db.store.revoke(issued.id(), 1).await.expect("revoke");
+    assert!(matches!(
+        keys.rotate(issued.id(), Duration::from_secs(60)).await,
+        Err(StoreError::NotActive)
+    ));
+    assert_eq!(keys.list("alice").await.expect("list").len(), 1);
+}
+
+#[tokio::test]
 async fn duplicate_insert_and_unknown_ids_are_reported() {
     let db = TestDb::new("errors").await;
     let keys = KeyManager::new(db.store.clone(), format(), hasher());
@@ -550,6 +607,10 @@ impl KeyStoreWrite for CountingWriter {
 
     async fn revoke(&self, id: &str, at: u64) -> Result<(), StoreError> {
         self.inner.revoke(id, at).await
+    }
+
+    async fn expire_by(&self, id: &str, at: u64) -> Result<(), StoreError> {
+        self.inner.expire_by(id, at).await
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<KeyRecord>, StoreError> {

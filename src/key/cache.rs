@@ -267,6 +267,21 @@ impl<S: KeyStoreWrite, C: Clock> KeyStoreWrite for CachingKeyStore<S, C> {
         result
     }
 
+    async fn expire_by(&self, id: &str, at: u64) -> Result<(), StoreError> {
+        self.invalidate(id);
+        let result = self.store.expire_by(id, at).await;
+        self.invalidate(id);
+        result
+    }
+
+    /// From the wrapped store, never from the cache.
+    fn fetch(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
+        self.store.fetch(id)
+    }
+
     fn list_by_owner(
         &self,
         owner: &str,

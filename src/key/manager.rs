@@ -82,17 +82,20 @@ impl<S: KeyStoreWrite, C: Clock> KeyManager<S, C> {
     /// Rotates key `id`: issues a new key with the same owner, tenant, scopes, roles, attributes
     /// and plan, and lets the old one expire after `overlap` (both work meanwhile).
     ///
+    /// The old key is read from the store itself (never from a cache) and must be usable now:
+    /// a revoked, suspended, pending or expired key gets no successor. It is then retired with
+    /// [`expire_by`](KeyStoreWrite::expire_by), which changes only its expiry, so a revocation
+    /// made while the rotation runs is kept.
+    ///
     /// # Errors
     ///
-    /// [`StoreError::NotFound`] when `id` is unknown, or a backend failure.
+    /// [`StoreError::NotFound`] when `id` is unknown, [`StoreError::NotActive`] when the key
+    /// cannot be used, or a backend failure.
     pub async fn rotate(&self, id: &str, overlap: Duration) -> Result<IssuedKey, StoreError> {
-        let old = self
-            .store
-            .lookup(id)
-            .resolve()
-            .await
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?
-            .ok_or(StoreError::NotFound)?;
+        let old = self.store.fetch(id).await?.ok_or(StoreError::NotFound)?;
+        if old.check_usable(self.clock.unix_seconds()).is_err() {
+            return Err(StoreError::NotActive);
+        }
         let issued = self
             .issue(&old.owner, |r| {
                 r.tenant.clone_from(&old.tenant);
@@ -104,10 +107,8 @@ impl<S: KeyStoreWrite, C: Clock> KeyManager<S, C> {
                 r.expires_at = old.expires_at;
             })
             .await?;
-        let mut retiring = KeyRecord::clone(&old);
         let until = self.clock.unix_seconds().saturating_add(overlap.as_secs());
-        retiring.expires_at = Some(retiring.expires_at.map_or(until, |e| e.min(until)));
-        self.store.update(retiring).await?;
+        self.store.expire_by(id, until).await?;
         tracing::info!(old_key_id = id, new_key_id = issued.id(), "API key rotated");
         Ok(issued)
     }

@@ -131,6 +131,12 @@ impl KeyStoreWrite for MemoryKeyStore {
         })
     }
 
+    async fn expire_by(&self, id: &str, at: u64) -> Result<(), StoreError> {
+        self.modify(id, |r| {
+            r.expires_at = Some(r.expires_at.map_or(at, |e| e.min(at)));
+        })
+    }
+
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<KeyRecord>, StoreError> {
         let mut out: Vec<KeyRecord> = Vec::new();
         for shard in self.shards.iter() {

@@ -370,6 +370,36 @@ pub trait KeyStoreWrite: KeyStore {
     /// [`StoreError::NotFound`] when there is none.
     fn revoke(&self, id: &str, at: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Makes key `id` expire at `at` (Unix seconds) at the latest, in one write that changes
+    /// nothing else: a key that expires sooner keeps its expiry, and a key revoked meanwhile
+    /// stays revoked. [`KeyManager::rotate`] retires the old key with it; a read followed by
+    /// [`update`](Self::update) could write back a revocation's "active".
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when there is none.
+    fn expire_by(&self, id: &str, at: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads the record of key `id` from the store itself, never from a cache: what management
+    /// decisions (such as whether a key may be rotated) are made on. The default calls
+    /// [`lookup`](KeyStore::lookup); a caching store answers from the store it wraps.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the backend cannot answer.
+    fn fetch(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
+        let lookup = self.lookup(id);
+        async move {
+            match lookup.resolve().await {
+                Ok(found) => Ok(found.map(|record| KeyRecord::clone(&record))),
+                Err(error) => Err(StoreError::Unavailable(Box::new(error))),
+            }
+        }
+    }
+
     /// Every key of `owner`, newest first.
     fn list_by_owner(
         &self,
@@ -394,6 +424,9 @@ pub enum StoreError {
     /// No key with this id.
     #[error("no key with this id")]
     NotFound,
+    /// The key is revoked, suspended, pending approval or expired, so it cannot be rotated.
+    #[error("the key is not active")]
+    NotActive,
     /// The backend failed.
     #[error("key store unavailable")]
     Unavailable(#[source] Box<dyn StdError + Send + Sync>),

@@ -55,6 +55,9 @@ const UPDATE: &str = "UPDATE credentialflow_api_keys SET \
 const REVOKE: &str = "UPDATE credentialflow_api_keys \
     SET status = 'revoked', revoked_at = COALESCE(revoked_at, $2) WHERE id = $1";
 
+const EXPIRE_BY: &str = "UPDATE credentialflow_api_keys \
+    SET expires_at = LEAST(COALESCE(expires_at, $2), $2) WHERE id = $1";
+
 const RECORD_LAST_USE: &str = "UPDATE credentialflow_api_keys \
     SET last_used_at = GREATEST(last_used_at, $2) WHERE id = $1";
 
@@ -292,6 +295,14 @@ impl KeyStoreWrite for PostgresKeyStore {
     async fn revoke(&self, id: &str, at: u64) -> Result<(), StoreError> {
         let query = sqlx::query(REVOKE).bind(id.to_owned()).bind(to_db(at));
         let done = execute(&self.pool, self.timeout, "revoking a key", query)
+            .await
+            .map_err(Failure::into_store_error)?;
+        found(&done)
+    }
+
+    async fn expire_by(&self, id: &str, at: u64) -> Result<(), StoreError> {
+        let query = sqlx::query(EXPIRE_BY).bind(id.to_owned()).bind(to_db(at));
+        let done = execute(&self.pool, self.timeout, "shortening a key's life", query)
             .await
             .map_err(Failure::into_store_error)?;
         found(&done)
