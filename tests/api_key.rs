@@ -770,6 +770,86 @@ async fn last_use_is_recorded_at_most_once_a_minute() {
     assert_eq!(recorded().await, Some(t0 + 60));
 }
 
+/// A store like a database: every lookup builds a fresh copy of the record, and recorded uses
+/// are only counted (as if still in flight), so no copy ever says the key was used lately.
+#[derive(Clone)]
+struct FreshCopies {
+    inner: MemoryKeyStore,
+    uses: Arc<AtomicUsize>,
+}
+
+impl KeyStore for FreshCopies {
+    type Future = std::future::Ready<Result<Option<Arc<KeyRecord>>, Error>>;
+    fn lookup(&self, id: &str) -> Lookup<Self::Future> {
+        let copy = match self.inner.lookup(id) {
+            Lookup::Ready(found) => found.map(|r| r.map(|r| Arc::new(KeyRecord::clone(&r)))),
+            Lookup::Pending(_) => unreachable!("the memory store answers at once"),
+        };
+        Lookup::Ready(copy)
+    }
+}
+
+impl KeyStoreWrite for FreshCopies {
+    async fn insert(&self, record: KeyRecord) -> Result<(), credentialflow::key::StoreError> {
+        self.inner.insert(record).await
+    }
+    async fn update(&self, record: KeyRecord) -> Result<(), credentialflow::key::StoreError> {
+        self.inner.update(record).await
+    }
+    async fn revoke(&self, id: &str, at: u64) -> Result<(), credentialflow::key::StoreError> {
+        self.inner.revoke(id, at).await
+    }
+    async fn expire_by(&self, id: &str, at: u64) -> Result<(), credentialflow::key::StoreError> {
+        self.inner.expire_by(id, at).await
+    }
+    async fn list_by_owner(
+        &self,
+        owner: &str,
+    ) -> Result<Vec<KeyRecord>, credentialflow::key::StoreError> {
+        self.inner.list_by_owner(owner).await
+    }
+    async fn record_last_use(
+        &self,
+        _id: &str,
+        _at: u64,
+    ) -> Result<(), credentialflow::key::StoreError> {
+        self.uses.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn last_use_is_written_once_a_minute_even_when_every_lookup_builds_a_fresh_record() {
+    let f = fixture();
+    let key = issue(&f, |_| {}).await;
+    let store = FreshCopies {
+        inner: f.store.clone(),
+        uses: Arc::default(),
+    };
+    let app = app(authenticator(store.clone(), &f.clock).track_last_use(store.clone()));
+    let writes = || async {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        store.uses.load(Ordering::SeqCst)
+    };
+    for _ in 0..20 {
+        assert_eq!(
+            call(&app, "x-api-key", key.key()).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(writes().await, 1, "a burst is one write");
+    f.clock.advance(Duration::from_secs(59));
+    let _ = call(&app, "x-api-key", key.key()).await;
+    assert_eq!(writes().await, 1, "still within the minute");
+    f.clock.advance(Duration::from_secs(1));
+    for _ in 0..5 {
+        let _ = call(&app, "x-api-key", key.key()).await;
+    }
+    assert_eq!(writes().await, 2, "one more a minute later");
+}
+
 #[tokio::test]
 async fn the_full_key_never_appears_in_debug_output_or_responses() {
     let f = fixture();

@@ -1,10 +1,11 @@
 //! The API key authenticator.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,6 +27,54 @@ use crate::response::Scheme;
 pub const DEFAULT_KEY_HEADER: &str = "x-api-key";
 
 type LastUseHook = Arc<dyn Fn(&str, u64) + Send + Sync>;
+
+/// Which keys this process recorded a use of lately, so that it writes at most one use per key
+/// per [`LAST_USE_INTERVAL_SECS`]. A record's own mark does that for a store that hands out the
+/// same record every time (memory, a cache); a database store builds a fresh record for every
+/// lookup, and a burst of requests would otherwise each start a write until the first one
+/// lands.
+///
+/// Bounded: a shard that fills up forgets the keys whose interval has passed, and if every
+/// one of them is recent, all of them (each may then be written once more).
+struct LastUseGate {
+    shards: [Mutex<HashMap<Box<str>, u64>>; LAST_USE_SHARDS],
+}
+
+const LAST_USE_SHARDS: usize = 16;
+const LAST_USE_PER_SHARD: usize = 4096;
+
+impl LastUseGate {
+    fn new() -> Self {
+        Self {
+            shards: std::array::from_fn(|_| Mutex::default()),
+        }
+    }
+
+    /// `true` when a use of `id` at `now` is to be written.
+    fn claim(&self, id: &str, now: u64) -> bool {
+        let recent = |last: u64| now < last.saturating_add(LAST_USE_INTERVAL_SECS);
+        // Key ids are random base62, so their last byte spreads them evenly.
+        let shard = usize::from(id.as_bytes().last().copied().unwrap_or(0)) % LAST_USE_SHARDS;
+        let mut written = self.shards[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(last) = written.get_mut(id) {
+            if recent(*last) {
+                return false;
+            }
+            *last = now;
+            return true;
+        }
+        if written.len() >= LAST_USE_PER_SHARD {
+            written.retain(|_, last| recent(*last));
+            if written.len() >= LAST_USE_PER_SHARD {
+                written.clear();
+            }
+        }
+        written.insert(id.into(), now);
+        true
+    }
+}
 
 /// Authenticates API keys against a [`KeyStore`].
 ///
@@ -107,18 +156,23 @@ impl<S: KeyStore, C: Clock + Clone> ApiKeyAuthenticator<S, C> {
         Ok(self)
     }
 
-    /// Records each key's last use in `writer`, at most once a minute per key, on a
-    /// background task (off the request path). Needs a tokio runtime; without one, uses are
-    /// not recorded.
+    /// Records each key's last use in `writer`, at most once a minute per key in this process
+    /// (also with a store that builds a fresh record for every lookup, as a database store
+    /// does), on a background task (off the request path). Needs a tokio runtime; without one,
+    /// uses are not recorded.
     #[must_use]
     pub fn track_last_use<W>(mut self, writer: W) -> Self
     where
         W: KeyStoreWrite + Clone,
     {
+        let gate = LastUseGate::new();
         self.last_use = Some(Arc::new(move |id: &str, at: u64| {
             let Ok(handle) = tokio::runtime::Handle::try_current() else {
                 return;
             };
+            if !gate.claim(id, at) {
+                return;
+            }
             let writer = writer.clone();
             let id = id.to_owned();
             handle.spawn(async move {
@@ -399,5 +453,45 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for ApiKeyAuthenticator<S, C> {
             .field("timeout", &self.timeout)
             .field("tracks_last_use", &self.last_use.is_some())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_lets_one_use_per_key_per_interval_through() {
+        let gate = LastUseGate::new();
+        assert!(gate.claim("abc", 1_000));
+        assert!(!gate.claim("abc", 1_000));
+        assert!(!gate.claim("abc", 1_000 + LAST_USE_INTERVAL_SECS - 1));
+        assert!(gate.claim("xyz", 1_001), "another key");
+        assert!(gate.claim("abc", 1_000 + LAST_USE_INTERVAL_SECS));
+        assert!(!gate.claim("abc", 1_000 + LAST_USE_INTERVAL_SECS));
+    }
+
+    #[test]
+    fn the_gate_stays_bounded() {
+        let gate = LastUseGate::new();
+        let len = |gate: &LastUseGate| {
+            gate.shards
+                .iter()
+                .map(|s| s.lock().unwrap().len())
+                .sum::<usize>()
+        };
+        // Ids ending in the same byte share a shard: fill one past its bound with recent uses.
+        for i in 0..=LAST_USE_PER_SHARD {
+            assert!(gate.claim(&format!("{i:08}a"), 10));
+        }
+        assert!(len(&gate) <= LAST_USE_PER_SHARD);
+        // A full shard of old uses forgets them and keeps the new one.
+        let gate = LastUseGate::new();
+        for i in 0..LAST_USE_PER_SHARD {
+            assert!(gate.claim(&format!("{i:08}a"), 10));
+        }
+        assert!(gate.claim("fresh-a", 10 + LAST_USE_INTERVAL_SECS));
+        assert_eq!(len(&gate), 1);
+        assert!(!gate.claim("fresh-a", 10 + LAST_USE_INTERVAL_SECS));
     }
 }
