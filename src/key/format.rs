@@ -88,7 +88,25 @@ fn checksum_matches(marker: &crc32fast::Hasher, rest: &[u8], given: &[u8]) -> bo
 /// base62   = DIGIT / ALPHA                         ; 0-9 A-Z a-z
 /// ```
 ///
-/// Example: `cf_live_3kT9xQ2mBv7P_Zr4c8WnLq0aJm5Ye2TsVbX9hKd1Fg6Ru2NAb91kx`.
+/// The checksum is the CRC-32 used by zlib, gzip and PNG (ISO-HDLC: polynomial `0x04C11DB7`,
+/// reflected, initial value and final XOR `0xFFFFFFFF`) of every byte before it, written as a
+/// number in base 62 with exactly six digits, most significant first, the digits being
+/// `0`-`9`, `A`-`Z`, `a`-`z` for the values 0 to 61 (so a checksum below 62⁵ starts with `0`).
+/// The prefix is at most 32 characters, so a key is at most 84 characters long; with the
+/// prefix `cf_live`, 59.
+///
+/// An example, with the id `3kT9xQ2mBv7P` and the checksum `2A5YD4`:
+///
+/// ```
+/// use credentialflow::key::KeyFormat;
+///
+/// let format = KeyFormat::new("cf_live")?;
+/// let key = "cf_live_3kT9xQ2mBv7P_Zr4c8WnLq0aJm5Ye2TsVbX9hKd1Fg6Ru2A5YD4";
+/// assert_eq!(format.parse(key)?.id(), "3kT9xQ2mBv7P");
+/// // One character changed anywhere, and the checksum no longer matches.
+/// assert!(format.parse("cf_live_3kT9xQ2mBv7P_Zr4c8WnLq0aJm5Ye2TsVbX9hKd1Fg6Ru2A5YD5").is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// - The **prefix** makes a leaked key recognisable to secret scanners and tells which system
 ///   (and environment) it belongs to. A string without this prefix is not an API key of this
