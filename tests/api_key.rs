@@ -463,6 +463,71 @@ async fn unknown_ids_are_negatively_cached() {
 }
 
 #[tokio::test]
+async fn the_cache_keeps_at_most_its_capacity() {
+    let f = fixture();
+    let cache = CachingKeyStore::with_clock(f.store.clone(), f.clock.clone())
+        .with_capacity(32)
+        .with_unknown_capacity(16);
+    let app = app(authenticator(cache.clone(), &f.clock));
+    let strangers = KeyManager::new(MemoryKeyStore::new(), format(), KeyHasher::sha256());
+    for _ in 0..200 {
+        let key = issue(&f, |_| {}).await;
+        assert_eq!(
+            call(&app, "x-api-key", key.key()).await.status(),
+            StatusCode::OK
+        );
+        let stranger = strangers.issue("x", |_| {}).await.unwrap();
+        let _ = call(&app, "x-api-key", stranger.key()).await;
+    }
+    assert!(cache.len() <= 32 + 16, "{} entries", cache.len());
+    assert!(cache.len() >= 16, "{} entries", cache.len());
+}
+
+#[tokio::test]
+async fn made_up_ids_never_push_known_keys_out_of_the_cache() {
+    let f = fixture();
+    let counting = Counting {
+        inner: f.store.clone(),
+        lookups: Arc::default(),
+    };
+    let lookups = Arc::clone(&counting.lookups);
+    // Room for 10 keys in every shard, and for a single unknown id in each.
+    let cache = CachingKeyStore::with_clock(counting, f.clock.clone())
+        .with_capacity(160)
+        .with_unknown_capacity(16);
+    let app = app(authenticator(cache.clone(), &f.clock));
+    let mut keys = Vec::new();
+    for _ in 0..10 {
+        let key = issue(&f, |_| {}).await;
+        assert_eq!(
+            call(&app, "x-api-key", key.key()).await.status(),
+            StatusCode::OK
+        );
+        keys.push(key);
+    }
+    assert_eq!(lookups.load(Ordering::SeqCst), 10);
+
+    // A flood of well-formed keys the store does not know: each one costs a lookup.
+    let strangers = KeyManager::new(MemoryKeyStore::new(), format(), KeyHasher::sha256());
+    for _ in 0..500 {
+        let stranger = strangers.issue("x", |_| {}).await.unwrap();
+        let res = call(&app, "x-api-key", stranger.key()).await;
+        assert_eq!(kind(&res), Some(ErrorKind::UnknownCredential));
+    }
+    assert_eq!(lookups.load(Ordering::SeqCst), 510);
+    assert!(cache.len() <= 10 + 16, "{} entries", cache.len());
+
+    // The real keys are all still served from the cache.
+    for key in &keys {
+        assert_eq!(
+            call(&app, "x-api-key", key.key()).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(lookups.load(Ordering::SeqCst), 510);
+}
+
+#[tokio::test]
 async fn a_store_that_fails_gives_503_never_an_allow() {
     let clock = FakeClock::new();
     let app = app(authenticator(Broken, &clock));

@@ -17,14 +17,20 @@ use crate::error::Error;
 
 const SHARDS: usize = 16;
 
-struct Entry {
-    record: Option<Arc<KeyRecord>>,
-    stored_at: Duration,
+/// What a shard knows: known keys and unknown ids apart, each with its own bound, so that a
+/// flood of made-up ids (anyone can compute a valid checksum) evicts only other made-up ids,
+/// never the keys real clients use.
+#[derive(Default)]
+struct Maps {
+    /// Records, with when they were stored.
+    known: HashMap<Box<str>, (Arc<KeyRecord>, Duration)>,
+    /// Ids the store did not know, with when it said so.
+    unknown: HashMap<Box<str>, Duration>,
 }
 
 #[derive(Default)]
 struct Shard {
-    map: RwLock<HashMap<Box<str>, Entry>>,
+    maps: RwLock<Maps>,
     /// Bumped by every invalidation, so that a lookup that started before an invalidation
     /// cannot put its stale answer back.
     generation: AtomicU64,
@@ -35,6 +41,27 @@ struct Limits {
     ttl: Duration,
     negative_ttl: Duration,
     per_shard: usize,
+    unknown_per_shard: usize,
+}
+
+/// Makes room for one more entry in `map` when it holds `bound`: drops the entries older than
+/// `ttl` (of no more use), and if none is, one entry.
+fn make_room<V>(
+    map: &mut HashMap<Box<str>, V>,
+    bound: usize,
+    now: Duration,
+    ttl: Duration,
+    stored_at: impl Fn(&V) -> Duration,
+) {
+    if map.len() < bound {
+        return;
+    }
+    map.retain(|_, v| now.saturating_sub(stored_at(v)) < ttl);
+    if map.len() >= bound
+        && let Some(victim) = map.keys().next().cloned()
+    {
+        map.remove(&victim);
+    }
 }
 
 /// Caches the answers of a slower store (a database): bounded size, a TTL for known keys,
@@ -70,7 +97,8 @@ impl<S: KeyStore, C: Clock> CachingKeyStore<S, C> {
             limits: Limits {
                 ttl: Duration::from_secs(30),
                 negative_ttl: Duration::from_secs(5),
-                per_shard: 10_000 / SHARDS,
+                per_shard: 10_000_usize.div_ceil(SHARDS),
+                unknown_per_shard: 10_000_usize.div_ceil(SHARDS),
             },
             shards: Arc::default(),
         }
@@ -92,10 +120,21 @@ impl<S: KeyStore, C: Clock> CachingKeyStore<S, C> {
         self
     }
 
-    /// The most entries kept (rounded up to a multiple of 16). Defaults to 10,000.
+    /// The most known keys kept (rounded up to a multiple of 16). Defaults to 10,000.
+    ///
+    /// When a part of the cache is full, the entries past their TTL make room; when none is,
+    /// an arbitrary one does.
     #[must_use]
-    pub fn with_capacity(mut self, entries: usize) -> Self {
-        self.limits.per_shard = entries.div_ceil(SHARDS).max(1);
+    pub fn with_capacity(mut self, keys: usize) -> Self {
+        self.limits.per_shard = keys.div_ceil(SHARDS).max(1);
+        self
+    }
+
+    /// The most unknown ids kept (rounded up to a multiple of 16). Defaults to 10,000. They
+    /// have a bound of their own: made-up ids never push known keys out.
+    #[must_use]
+    pub fn with_unknown_capacity(mut self, ids: usize) -> Self {
+        self.limits.unknown_per_shard = ids.div_ceil(SHARDS).max(1);
         self
     }
 
@@ -108,19 +147,20 @@ impl<S: KeyStore, C: Clock> CachingKeyStore<S, C> {
     pub fn invalidate(&self, id: &str) {
         let shard = shard_of(&self.shards, id);
         shard.generation.fetch_add(1, Ordering::SeqCst);
-        shard
-            .map
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+        let mut maps = shard.maps.write().unwrap_or_else(PoisonError::into_inner);
+        maps.known.remove(id);
+        maps.unknown.remove(id);
     }
 
-    /// Number of cached entries (known and unknown ids).
+    /// Number of cached entries (known keys and unknown ids).
     #[must_use]
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.map.read().unwrap_or_else(PoisonError::into_inner).len())
+            .map(|s| {
+                let maps = s.maps.read().unwrap_or_else(PoisonError::into_inner);
+                maps.known.len() + maps.unknown.len()
+            })
             .sum()
     }
 
@@ -143,7 +183,7 @@ struct Fill {
     id: Box<str>,
     generation: u64,
     now: Duration,
-    per_shard: usize,
+    limits: Limits,
 }
 
 impl Fill {
@@ -152,23 +192,34 @@ impl Fill {
             return; // errors are never cached
         };
         let shard = shard_of(&self.shards, &self.id);
-        let mut map = shard.map.write().unwrap_or_else(PoisonError::into_inner);
+        let mut maps = shard.maps.write().unwrap_or_else(PoisonError::into_inner);
         if shard.generation.load(Ordering::SeqCst) != self.generation {
             return; // invalidated while we were looking
         }
-        if map.len() >= self.per_shard
-            && !map.contains_key(&*self.id)
-            && let Some(victim) = map.keys().next().cloned()
-        {
-            map.remove(&victim);
+        let Maps { known, unknown } = &mut *maps;
+        let (now, limits) = (self.now, self.limits);
+        match record {
+            Some(record) => {
+                unknown.remove(&*self.id);
+                if !known.contains_key(&*self.id) {
+                    make_room(known, limits.per_shard, now, limits.ttl, |v| v.1);
+                }
+                known.insert(self.id.clone(), (Arc::clone(record), now));
+            }
+            None => {
+                known.remove(&*self.id);
+                if !unknown.contains_key(&*self.id) {
+                    make_room(
+                        unknown,
+                        limits.unknown_per_shard,
+                        now,
+                        limits.negative_ttl,
+                        |at| *at,
+                    );
+                }
+                unknown.insert(self.id.clone(), now);
+            }
         }
-        map.insert(
-            self.id.clone(),
-            Entry {
-                record: record.clone(),
-                stored_at: self.now,
-            },
-        );
     }
 }
 
@@ -211,16 +262,16 @@ impl<S: KeyStore, C: Clock> KeyStore for CachingKeyStore<S, C> {
         let shard = shard_of(&self.shards, id);
         let generation = shard.generation.load(Ordering::SeqCst);
         {
-            let map = shard.map.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(entry) = map.get(id) {
-                let ttl = if entry.record.is_some() {
-                    self.limits.ttl
-                } else {
-                    self.limits.negative_ttl
-                };
-                if now.saturating_sub(entry.stored_at) < ttl {
-                    return Lookup::Ready(Ok(entry.record.clone()));
-                }
+            let maps = shard.maps.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some((record, stored_at)) = maps.known.get(id)
+                && now.saturating_sub(*stored_at) < self.limits.ttl
+            {
+                return Lookup::Ready(Ok(Some(Arc::clone(record))));
+            }
+            if let Some(stored_at) = maps.unknown.get(id)
+                && now.saturating_sub(*stored_at) < self.limits.negative_ttl
+            {
+                return Lookup::Ready(Ok(None));
             }
         }
         let fill = Fill {
@@ -228,7 +279,7 @@ impl<S: KeyStore, C: Clock> KeyStore for CachingKeyStore<S, C> {
             id: id.into(),
             generation,
             now,
-            per_shard: self.limits.per_shard,
+            limits: self.limits,
         };
         match self.store.lookup(id) {
             Lookup::Ready(result) => {
@@ -316,6 +367,10 @@ impl<S: fmt::Debug, C> fmt::Debug for CachingKeyStore<S, C> {
             .field("ttl", &self.limits.ttl)
             .field("negative_ttl", &self.limits.negative_ttl)
             .field("capacity", &(self.limits.per_shard * SHARDS))
+            .field(
+                "unknown_capacity",
+                &(self.limits.unknown_per_shard * SHARDS),
+            )
             .finish()
     }
 }
