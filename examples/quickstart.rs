@@ -55,11 +55,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let key = alice.key();
+    // One character of the secret changed: the checksum no longer matches.
+    let at = key.len() - 8;
     let mut typo = key.to_owned();
-    typo.replace_range(
-        typo.len() - 8..typo.len() - 7,
-        if key.ends_with('x') { "y" } else { "x" },
-    );
+    typo.replace_range(at..=at, if key.as_bytes()[at] == b'x' { "y" } else { "x" });
     let revoked_key = revoked.key();
     println!(
         "credentialflow quickstart listening on {base}

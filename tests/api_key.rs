@@ -528,6 +528,36 @@ async fn made_up_ids_never_push_known_keys_out_of_the_cache() {
 }
 
 #[tokio::test]
+async fn a_key_in_the_query_counts_only_where_a_query_source_is_configured() {
+    use credentialflow::extract::CredentialSource;
+    let f = fixture();
+    let key = issue(&f, |_| {}).await;
+    let get = |app: Router, uri: String| async move {
+        let req = Request::get(uri).body(Body::empty()).unwrap();
+        match app.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    };
+    let uri = format!("/me?api_key={}", key.key());
+
+    // By default only `X-API-Key` and `Authorization: Bearer` are read.
+    let res = get(app(authenticator(f.store.clone(), &f.clock)), uri.clone()).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(kind(&res), Some(ErrorKind::MissingCredential));
+
+    let with_query = authenticator(f.store.clone(), &f.clock).with_sources([
+        CredentialSource::api_key_header(),
+        CredentialSource::query("api_key").unwrap(),
+    ]);
+    let res = get(app(with_query), uri).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // RFC 6750 §2.3: a response to a request with the credential in its URI is private.
+    assert_eq!(res.headers()["cache-control"], "private");
+    assert!(body(res).await.starts_with("alice|"));
+}
+
+#[tokio::test]
 async fn a_store_that_fails_gives_503_never_an_allow() {
     let clock = FakeClock::new();
     let app = app(authenticator(Broken, &clock));
@@ -555,6 +585,7 @@ async fn a_store_that_stalls_past_its_timeout_gives_503() {
     let started = tokio::time::Instant::now();
     let res = call(&app, "x-api-key", key.key()).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "5");
     assert_eq!(kind(&res), Some(ErrorKind::StoreTimeout));
     assert_eq!(started.elapsed(), Duration::from_millis(300));
 }

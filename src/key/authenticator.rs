@@ -145,6 +145,12 @@ impl<S: KeyStore, C: Clock + Clone> ApiKeyAuthenticator<S, C> {
 
     /// Bounds a store lookup. Defaults to 2 s; past it the request is refused with `503`.
     ///
+    /// The bound is a tokio timer, started only for a lookup that has to wait
+    /// ([`Lookup::Pending`]). It needs the request to run on a tokio runtime with its time
+    /// driver, as `#[tokio::main]`, `Runtime::new` and `Builder::enable_all` give; tokio panics
+    /// on a runtime built without `enable_time`. Outside any tokio runtime the lookup is not
+    /// bounded: bound it in the store's own future then (`PostgresKeyStore` does).
+    ///
     /// # Errors
     ///
     /// When `timeout` is zero.

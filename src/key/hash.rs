@@ -108,10 +108,11 @@ impl Pepper {
                 "a pepper needs at least 32 bytes of secret",
             ));
         }
-        Ok(Self {
-            id,
-            bytes: bytes.into_boxed_slice(),
-        })
+        // Copied, not `into_boxed_slice`: shrinking a vector with spare capacity moves it and
+        // frees the old buffer without zeroing it.
+        let boxed: Box<[u8]> = bytes.as_slice().into();
+        bytes.zeroize();
+        Ok(Self { id, bytes: boxed })
     }
 
     /// The pepper's id.
