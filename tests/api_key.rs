@@ -769,7 +769,8 @@ impl KeyStoreWrite for RevokedMeanwhile {
 }
 
 #[tokio::test]
-async fn a_revocation_made_during_a_rotation_is_kept() {
+async fn a_revocation_made_during_a_rotation_is_kept_and_leaves_no_successor() {
+    use credentialflow::key::StoreError;
     let clock = FakeClock::new();
     let store = RevokedMeanwhile {
         inner: MemoryKeyStore::new(),
@@ -778,10 +779,8 @@ async fn a_revocation_made_during_a_rotation_is_kept() {
     let keys = KeyManager::with_clock(store.clone(), format(), KeyHasher::sha256(), clock.clone());
     let old = keys.issue("alice", |_| {}).await.unwrap();
     *store.victim.lock().unwrap() = Some(old.id().to_owned());
-    let new = keys
-        .rotate(old.id(), Duration::from_secs(3600))
-        .await
-        .unwrap();
+    let rotated = keys.rotate(old.id(), Duration::from_secs(3600)).await;
+    assert!(matches!(rotated, Err(StoreError::NotActive)));
 
     let app = app(authenticator(store.inner.clone(), &clock));
     let res = call(&app, "x-api-key", old.key()).await;
@@ -789,8 +788,26 @@ async fn a_revocation_made_during_a_rotation_is_kept() {
     assert_eq!(kind(&res), Some(ErrorKind::RevokedCredential));
     let stored = store.inner.fetch(old.id()).await.unwrap().unwrap();
     assert_eq!(stored.status, KeyStatus::Revoked);
-    assert_eq!(stored.revoked_at, Some(7));
+    assert_eq!(
+        stored.revoked_at,
+        Some(7),
+        "the revocation was not overwritten"
+    );
     assert_eq!(stored.expires_at, Some(clock.unix_seconds() + 3600));
+    // The successor was made, then revoked: nothing of alice's works.
+    let listed = keys.list("alice").await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|r| r.status == KeyStatus::Revoked));
+}
+
+#[tokio::test]
+async fn a_rotation_with_no_overlap_retires_the_old_key_at_once() {
+    let f = fixture();
+    let old = issue(&f, |_| {}).await;
+    let new = f.keys.rotate(old.id(), Duration::ZERO).await.unwrap();
+    let app = app(authenticator(f.store.clone(), &f.clock));
+    let res = call(&app, "x-api-key", old.key()).await;
+    assert_eq!(kind(&res), Some(ErrorKind::ExpiredCredential));
     assert_eq!(
         call(&app, "x-api-key", new.key()).await.status(),
         StatusCode::OK

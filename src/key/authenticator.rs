@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::format::{KeyFormat, KeyParseError};
 use super::hash::KeyHasher;
-use super::{KeyRecord, KeyStore, KeyStoreWrite, LAST_USE_INTERVAL_SECS, Lookup};
+use super::{KeyRecord, KeyStore, KeyStoreWrite, LAST_USE_INTERVAL_SECS, Lookup, make_room};
 use crate::authn::{Attempt, Authenticator, DEFAULT_TIMEOUT};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, Error, ErrorKind};
@@ -34,8 +34,8 @@ type LastUseHook = Arc<dyn Fn(&str, u64) + Send + Sync>;
 /// lookup, and a burst of requests would otherwise each start a write until the first one
 /// lands.
 ///
-/// Bounded: a shard that fills up forgets the keys whose interval has passed, and if every
-/// one of them is recent, all of them (each may then be written once more).
+/// Bounded: a shard that fills up forgets the keys whose interval has passed, and if too few
+/// have, some recent ones too (each of those may then be written once more).
 struct LastUseGate {
     shards: [Mutex<HashMap<Box<str>, u64>>; LAST_USE_SHARDS],
 }
@@ -65,12 +65,7 @@ impl LastUseGate {
             *last = now;
             return true;
         }
-        if written.len() >= LAST_USE_PER_SHARD {
-            written.retain(|_, last| recent(*last));
-            if written.len() >= LAST_USE_PER_SHARD {
-                written.clear();
-            }
-        }
+        make_room(&mut written, LAST_USE_PER_SHARD, |last| recent(*last));
         written.insert(id.into(), now);
         true
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 
-use super::{KeyRecord, KeyStore, KeyStoreWrite, Lookup, StoreError};
+use super::{KeyRecord, KeyStore, KeyStoreWrite, Lookup, StoreError, make_room};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 
@@ -42,26 +42,6 @@ struct Limits {
     negative_ttl: Duration,
     per_shard: usize,
     unknown_per_shard: usize,
-}
-
-/// Makes room for one more entry in `map` when it holds `bound`: drops the entries older than
-/// `ttl` (of no more use), and if none is, one entry.
-fn make_room<V>(
-    map: &mut HashMap<Box<str>, V>,
-    bound: usize,
-    now: Duration,
-    ttl: Duration,
-    stored_at: impl Fn(&V) -> Duration,
-) {
-    if map.len() < bound {
-        return;
-    }
-    map.retain(|_, v| now.saturating_sub(stored_at(v)) < ttl);
-    if map.len() >= bound
-        && let Some(victim) = map.keys().next().cloned()
-    {
-        map.remove(&victim);
-    }
 }
 
 /// Caches the answers of a slower store (a database): bounded size, a TTL for known keys,
@@ -202,20 +182,18 @@ impl Fill {
             Some(record) => {
                 unknown.remove(&*self.id);
                 if !known.contains_key(&*self.id) {
-                    make_room(known, limits.per_shard, now, limits.ttl, |v| v.1);
+                    make_room(known, limits.per_shard, |v| {
+                        now.saturating_sub(v.1) < limits.ttl
+                    });
                 }
                 known.insert(self.id.clone(), (Arc::clone(record), now));
             }
             None => {
                 known.remove(&*self.id);
                 if !unknown.contains_key(&*self.id) {
-                    make_room(
-                        unknown,
-                        limits.unknown_per_shard,
-                        now,
-                        limits.negative_ttl,
-                        |at| *at,
-                    );
+                    make_room(unknown, limits.unknown_per_shard, |at| {
+                        now.saturating_sub(*at) < limits.negative_ttl
+                    });
                 }
                 unknown.insert(self.id.clone(), now);
             }

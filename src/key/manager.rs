@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::generate::{IssuedKey, KeyGenerator};
-use super::{KeyFormat, KeyHasher, KeyRecord, KeyStoreWrite, StoreError};
+use super::{KeyFormat, KeyHasher, KeyRecord, KeyStatus, KeyStoreWrite, StoreError};
 use crate::clock::{Clock, SystemClock};
 
 /// Issues, rotates and revokes keys in a [`KeyStoreWrite`]: the management side, off the
@@ -85,12 +85,15 @@ impl<S: KeyStoreWrite, C: Clock> KeyManager<S, C> {
     /// The old key is read from the store itself (never from a cache) and must be usable now:
     /// a revoked, suspended, pending or expired key gets no successor. It is then retired with
     /// [`expire_by`](KeyStoreWrite::expire_by), which changes only its expiry, so a revocation
-    /// made while the rotation runs is kept.
+    /// made while the rotation runs is kept. The old key is read once more at the end: if it
+    /// was revoked (or suspended…) meanwhile, the new key is revoked too and the rotation
+    /// fails, so a revocation racing a rotation never leaves a working successor behind. A
+    /// revocation of the old key after `rotate` returns applies to the old key only.
     ///
     /// # Errors
     ///
     /// [`StoreError::NotFound`] when `id` is unknown, [`StoreError::NotActive`] when the key
-    /// cannot be used, or a backend failure.
+    /// cannot be used (before or during the rotation), or a backend failure.
     pub async fn rotate(&self, id: &str, overlap: Duration) -> Result<IssuedKey, StoreError> {
         let old = self.store.fetch(id).await?.ok_or(StoreError::NotFound)?;
         if old.check_usable(self.clock.unix_seconds()).is_err() {
@@ -108,7 +111,31 @@ impl<S: KeyStoreWrite, C: Clock> KeyManager<S, C> {
             })
             .await?;
         let until = self.clock.unix_seconds().saturating_add(overlap.as_secs());
-        self.store.expire_by(id, until).await?;
+        // Still active once retired? A revocation (or suspension) that landed while the
+        // successor was being made must not leave the successor working. Its expiry is not
+        // asked about: with a short overlap the old key may have just expired, as it should.
+        let retired = match self.store.expire_by(id, until).await {
+            Ok(()) => self.store.fetch(id).await.map(|old| {
+                old.is_some_and(|old| old.status == KeyStatus::Active && old.revoked_at.is_none())
+            }),
+            Err(error) => Err(error),
+        };
+        if !matches!(retired, Ok(true)) {
+            // Nobody has the new key yet (it is dropped here), but it is not left active.
+            if let Err(error) = self
+                .store
+                .revoke(issued.id(), self.clock.unix_seconds())
+                .await
+            {
+                tracing::warn!(new_key_id = issued.id(), %error, "revoking an unused successor failed");
+            }
+            tracing::info!(
+                old_key_id = id,
+                new_key_id = issued.id(),
+                "API key rotation undone"
+            );
+            return Err(retired.err().unwrap_or(StoreError::NotActive));
+        }
         tracing::info!(old_key_id = id, new_key_id = issued.id(), "API key rotated");
         Ok(issued)
     }

@@ -435,9 +435,58 @@ pub enum StoreError {
 /// How often the last use of a key is recorded at most: once a minute.
 pub const LAST_USE_INTERVAL_SECS: u64 = 60;
 
+/// Makes room for one more entry in `map` when it holds `bound` or more: drops the entries
+/// `worth_keeping` refuses (expired ones), then, if that left more than seven eighths of
+/// `bound`, arbitrary ones down to that. So a full scan frees at least an eighth of the bound
+/// and the next one is that many insertions away, whatever the entries' ages: a flood of new
+/// ids costs a constant amount per insertion, not a scan each.
+pub(crate) fn make_room<V>(
+    map: &mut std::collections::HashMap<Box<str>, V>,
+    bound: usize,
+    worth_keeping: impl Fn(&V) -> bool,
+) {
+    if map.len() < bound {
+        return;
+    }
+    map.retain(|_, v| worth_keeping(v));
+    let keep = bound - (bound / 8).max(1);
+    if map.len() > keep {
+        let victims: Vec<Box<str>> = map.keys().take(map.len() - keep).cloned().collect();
+        for victim in &victims {
+            map.remove(victim);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn make_room_drops_the_expired_first_and_always_an_eighth() {
+        use std::collections::HashMap;
+        let filled = |n: usize, age: u32| -> HashMap<Box<str>, u32> {
+            (0..n).map(|i| (format!("k{i}").into(), age)).collect()
+        };
+        // Below the bound: nothing happens.
+        let mut map = filled(15, 0);
+        make_room(&mut map, 16, |_| true);
+        assert_eq!(map.len(), 15);
+        // Full of entries worth keeping: down to seven eighths, in one go.
+        let mut map = filled(16, 0);
+        make_room(&mut map, 16, |_| true);
+        assert_eq!(map.len(), 14);
+        // Half expired: those go, and the rest stays.
+        let mut map = filled(8, 0);
+        map.extend((0..8).map(|i| (format!("old{i}").into(), 99)));
+        make_room(&mut map, 16, |age| *age < 50);
+        assert_eq!(map.len(), 8);
+        assert!(map.values().all(|age| *age == 0));
+        // A bound of one leaves room for exactly one.
+        let mut map = filled(1, 0);
+        make_room(&mut map, 1, |_| true);
+        assert!(map.is_empty());
+    }
 
     fn record() -> KeyRecord {
         KeyRecord::new("abc", KeyHasher::sha256().hash(b"s"), "alice", 100)
