@@ -24,67 +24,68 @@ fn format() -> KeyFormat {
     KeyFormat::new("cf_test").unwrap()
 }
 
-/// Counts lookups that reach the store.
+/// The memory store, instrumented: counts the lookups that reach it and the uses recorded in
+/// it; can hand out a fresh copy of a record per lookup, as a database store does; can revoke a
+/// key "from another process" while the next key is inserted.
 #[derive(Clone, Default)]
-struct Counting<S> {
-    inner: S,
+struct Instrumented {
+    inner: MemoryKeyStore,
     lookups: Arc<AtomicUsize>,
+    uses: Arc<AtomicUsize>,
+    fresh_copies: bool,
+    revoke_on_insert: Arc<std::sync::Mutex<Option<String>>>,
 }
 
-impl<S: KeyStore> KeyStore for Counting<S> {
-    type Future = S::Future;
+impl Instrumented {
+    fn over(inner: &MemoryKeyStore) -> Self {
+        Self {
+            inner: inner.clone(),
+            ..Self::default()
+        }
+    }
+}
+
+type StoreResult<T> = Result<T, credentialflow::key::StoreError>;
+
+impl KeyStore for Instrumented {
+    type Future = <MemoryKeyStore as KeyStore>::Future;
     fn lookup(&self, id: &str) -> Lookup<Self::Future> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
-        self.inner.lookup(id)
+        match self.inner.lookup(id) {
+            Lookup::Ready(Ok(Some(record))) if self.fresh_copies => {
+                Lookup::Ready(Ok(Some(Arc::new(KeyRecord::clone(&record)))))
+            }
+            other => other,
+        }
     }
 }
 
-impl<S: KeyStoreWrite> KeyStoreWrite for Counting<S> {
-    fn insert(
-        &self,
-        record: KeyRecord,
-    ) -> impl Future<Output = Result<(), credentialflow::key::StoreError>> + Send {
-        self.inner.insert(record)
+impl KeyStoreWrite for Instrumented {
+    async fn insert(&self, record: KeyRecord) -> StoreResult<()> {
+        let victim = self.revoke_on_insert.lock().unwrap().take();
+        if let Some(victim) = victim {
+            self.inner.revoke(&victim, 7).await?;
+        }
+        self.inner.insert(record).await
     }
-    fn update(
-        &self,
-        record: KeyRecord,
-    ) -> impl Future<Output = Result<(), credentialflow::key::StoreError>> + Send {
-        self.inner.update(record)
+    async fn update(&self, record: KeyRecord) -> StoreResult<()> {
+        self.inner.update(record).await
     }
-    fn revoke(
-        &self,
-        id: &str,
-        at: u64,
-    ) -> impl Future<Output = Result<(), credentialflow::key::StoreError>> + Send {
-        self.inner.revoke(id, at)
+    async fn revoke(&self, id: &str, at: u64) -> StoreResult<()> {
+        self.inner.revoke(id, at).await
     }
-    fn expire_by(
-        &self,
-        id: &str,
-        at: u64,
-    ) -> impl Future<Output = Result<(), credentialflow::key::StoreError>> + Send {
-        self.inner.expire_by(id, at)
+    async fn expire_by(&self, id: &str, at: u64) -> StoreResult<()> {
+        self.inner.expire_by(id, at).await
     }
-    fn fetch(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<KeyRecord>, credentialflow::key::StoreError>> + Send
-    {
-        self.inner.fetch(id)
+    async fn fetch(&self, id: &str) -> StoreResult<Option<KeyRecord>> {
+        self.inner.fetch(id).await
     }
-    fn list_by_owner(
-        &self,
-        owner: &str,
-    ) -> impl Future<Output = Result<Vec<KeyRecord>, credentialflow::key::StoreError>> + Send {
-        self.inner.list_by_owner(owner)
+    async fn list_by_owner(&self, owner: &str) -> StoreResult<Vec<KeyRecord>> {
+        self.inner.list_by_owner(owner).await
     }
-    fn record_last_use(
-        &self,
-        id: &str,
-        at: u64,
-    ) -> impl Future<Output = Result<(), credentialflow::key::StoreError>> + Send {
-        self.inner.record_last_use(id, at)
+    async fn record_last_use(&self, id: &str, at: u64) -> StoreResult<()> {
+        self.uses.fetch_add(1, Ordering::SeqCst);
+        self.inner.record_last_use(id, at).await
     }
 }
 
@@ -321,10 +322,7 @@ fn crc32(data: &[u8]) -> u32 {
 async fn a_mistyped_key_is_refused_without_any_store_lookup() {
     let f = fixture();
     let key = issue(&f, |_| {}).await;
-    let counting = Counting {
-        inner: f.store.clone(),
-        lookups: Arc::default(),
-    };
+    let counting = Instrumented::over(&f.store);
     let lookups = Arc::clone(&counting.lookups);
     let app = app(authenticator(counting, &f.clock));
 
@@ -377,10 +375,7 @@ async fn a_key_expires_when_the_clock_reaches_its_expiry() {
 async fn revoking_through_the_caching_store_takes_effect_on_the_next_request() {
     let f = fixture();
     let key = issue(&f, |_| {}).await;
-    let counting = Counting {
-        inner: f.store.clone(),
-        lookups: Arc::default(),
-    };
+    let counting = Instrumented::over(&f.store);
     let lookups = Arc::clone(&counting.lookups);
     let cache = CachingKeyStore::with_clock(counting, f.clock.clone());
     let app = app(authenticator(cache.clone(), &f.clock));
@@ -438,10 +433,7 @@ async fn a_revocation_made_elsewhere_is_seen_within_the_cache_ttl() {
 #[tokio::test]
 async fn unknown_ids_are_negatively_cached() {
     let f = fixture();
-    let counting = Counting {
-        inner: f.store.clone(),
-        lookups: Arc::default(),
-    };
+    let counting = Instrumented::over(&f.store);
     let lookups = Arc::clone(&counting.lookups);
     let cache = CachingKeyStore::with_clock(counting, f.clock.clone())
         .with_negative_ttl(Duration::from_secs(5));
@@ -486,10 +478,7 @@ async fn the_cache_keeps_at_most_its_capacity() {
 #[tokio::test]
 async fn made_up_ids_never_push_known_keys_out_of_the_cache() {
     let f = fixture();
-    let counting = Counting {
-        inner: f.store.clone(),
-        lookups: Arc::default(),
-    };
+    let counting = Instrumented::over(&f.store);
     let lookups = Arc::clone(&counting.lookups);
     // Room for 10 keys in every shard, and for a single unknown id in each.
     let cache = CachingKeyStore::with_clock(counting, f.clock.clone())
@@ -721,64 +710,16 @@ async fn a_key_that_cannot_be_used_gets_no_successor() {
     assert_eq!(f.keys.list("alice").await.unwrap().len(), 5);
 }
 
-/// A store in which key `victim` is revoked by "another process" while the next key is being
-/// inserted: between the moment rotation reads the old key and the moment it retires it.
-#[derive(Clone)]
-struct RevokedMeanwhile {
-    inner: MemoryKeyStore,
-    victim: Arc<std::sync::Mutex<Option<String>>>,
-}
-
-impl KeyStore for RevokedMeanwhile {
-    type Future = <MemoryKeyStore as KeyStore>::Future;
-    fn lookup(&self, id: &str) -> Lookup<Self::Future> {
-        self.inner.lookup(id)
-    }
-}
-
-impl KeyStoreWrite for RevokedMeanwhile {
-    async fn insert(&self, record: KeyRecord) -> Result<(), credentialflow::key::StoreError> {
-        let victim = self.victim.lock().unwrap().take();
-        if let Some(victim) = victim {
-            self.inner.revoke(&victim, 7).await?;
-        }
-        self.inner.insert(record).await
-    }
-    async fn update(&self, record: KeyRecord) -> Result<(), credentialflow::key::StoreError> {
-        self.inner.update(record).await
-    }
-    async fn revoke(&self, id: &str, at: u64) -> Result<(), credentialflow::key::StoreError> {
-        self.inner.revoke(id, at).await
-    }
-    async fn expire_by(&self, id: &str, at: u64) -> Result<(), credentialflow::key::StoreError> {
-        self.inner.expire_by(id, at).await
-    }
-    async fn list_by_owner(
-        &self,
-        owner: &str,
-    ) -> Result<Vec<KeyRecord>, credentialflow::key::StoreError> {
-        self.inner.list_by_owner(owner).await
-    }
-    async fn record_last_use(
-        &self,
-        id: &str,
-        at: u64,
-    ) -> Result<(), credentialflow::key::StoreError> {
-        self.inner.record_last_use(id, at).await
-    }
-}
-
 #[tokio::test]
 async fn a_revocation_made_during_a_rotation_is_kept_and_leaves_no_successor() {
     use credentialflow::key::StoreError;
     let clock = FakeClock::new();
-    let store = RevokedMeanwhile {
-        inner: MemoryKeyStore::new(),
-        victim: Arc::default(),
-    };
+    let store = Instrumented::default();
     let keys = KeyManager::with_clock(store.clone(), format(), KeyHasher::sha256(), clock.clone());
     let old = keys.issue("alice", |_| {}).await.unwrap();
-    *store.victim.lock().unwrap() = Some(old.id().to_owned());
+    // Revoked "by another process" while the successor is inserted: after rotation read the
+    // old key, before it retires it.
+    *store.revoke_on_insert.lock().unwrap() = Some(old.id().to_owned());
     let rotated = keys.rotate(old.id(), Duration::from_secs(3600)).await;
     assert!(matches!(rotated, Err(StoreError::NotActive)));
 
@@ -883,61 +824,15 @@ async fn last_use_is_recorded_at_most_once_a_minute() {
     assert_eq!(recorded().await, Some(t0 + 60));
 }
 
-/// A store like a database: every lookup builds a fresh copy of the record, and recorded uses
-/// are only counted (as if still in flight), so no copy ever says the key was used lately.
-#[derive(Clone)]
-struct FreshCopies {
-    inner: MemoryKeyStore,
-    uses: Arc<AtomicUsize>,
-}
-
-impl KeyStore for FreshCopies {
-    type Future = std::future::Ready<Result<Option<Arc<KeyRecord>>, Error>>;
-    fn lookup(&self, id: &str) -> Lookup<Self::Future> {
-        let copy = match self.inner.lookup(id) {
-            Lookup::Ready(found) => found.map(|r| r.map(|r| Arc::new(KeyRecord::clone(&r)))),
-            Lookup::Pending(_) => unreachable!("the memory store answers at once"),
-        };
-        Lookup::Ready(copy)
-    }
-}
-
-impl KeyStoreWrite for FreshCopies {
-    async fn insert(&self, record: KeyRecord) -> Result<(), credentialflow::key::StoreError> {
-        self.inner.insert(record).await
-    }
-    async fn update(&self, record: KeyRecord) -> Result<(), credentialflow::key::StoreError> {
-        self.inner.update(record).await
-    }
-    async fn revoke(&self, id: &str, at: u64) -> Result<(), credentialflow::key::StoreError> {
-        self.inner.revoke(id, at).await
-    }
-    async fn expire_by(&self, id: &str, at: u64) -> Result<(), credentialflow::key::StoreError> {
-        self.inner.expire_by(id, at).await
-    }
-    async fn list_by_owner(
-        &self,
-        owner: &str,
-    ) -> Result<Vec<KeyRecord>, credentialflow::key::StoreError> {
-        self.inner.list_by_owner(owner).await
-    }
-    async fn record_last_use(
-        &self,
-        _id: &str,
-        _at: u64,
-    ) -> Result<(), credentialflow::key::StoreError> {
-        self.uses.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn last_use_is_written_once_a_minute_even_when_every_lookup_builds_a_fresh_record() {
     let f = fixture();
     let key = issue(&f, |_| {}).await;
-    let store = FreshCopies {
-        inner: f.store.clone(),
-        uses: Arc::default(),
+    // As a database store does: a fresh record per lookup, so no record's own mark stops a
+    // burst whose first write has not landed yet.
+    let store = Instrumented {
+        fresh_copies: true,
+        ..Instrumented::over(&f.store)
     };
     let app = app(authenticator(store.clone(), &f.clock).track_last_use(store.clone()));
     let writes = || async {
