@@ -102,8 +102,8 @@ impl<S: KeyStore, C: Clock> CachingKeyStore<S, C> {
 
     /// The most known keys kept (rounded up to a multiple of 16). Defaults to 10,000.
     ///
-    /// When a part of the cache is full, the entries past their TTL make room; when none is,
-    /// an arbitrary one does.
+    /// When a part of the cache is full, its entries past their TTL make room, and if too few
+    /// are, arbitrary ones, down to seven eighths of its bound.
     #[must_use]
     pub fn with_capacity(mut self, keys: usize) -> Self {
         self.limits.per_shard = keys.div_ceil(SHARDS).max(1);
